@@ -1,0 +1,35 @@
+# Finds a Python 3.10 (python3.10 if it runs, else the newest 3.10.x that pyenv holds), builds
+# .venv with it, installs requirements.txt, and runs the tests or the main job.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+PYTHON310 := $(shell \
+	if python3.10 -c 'import sys' >/dev/null 2>&1; then command -v python3.10; \
+	elif command -v pyenv >/dev/null 2>&1; then \
+	  v=$$(ls "$$(pyenv root)/versions" 2>/dev/null | grep -E '^3\.10\.[0-9]+$$' | sort -t. -k3 -n | tail -n 1); \
+	  [ -n "$$v" ] && [ -x "$$(pyenv root)/versions/$$v/bin/python3.10" ] && echo "$$(pyenv root)/versions/$$v/bin/python3.10"; \
+	fi)
+
+.PHONY: venv test train-unsafe strpo clean-venv
+
+$(VENV)/.installed: requirements.txt
+	@if [ ! -x "$(PY)" ]; then \
+	  if [ -z "$(PYTHON310)" ]; then echo "error: Python 3.10 not found; install it (pyenv install 3.10 or conda create -n strpo python=3.10) and re-run make"; exit 1; fi; \
+	  "$(PYTHON310)" -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	MUJOCO_GL=egl $(PY) -m pytest -q tests
+
+# Trains pi_unsafe on SafetyCarCircle1-v0 with a small budget (see README for the full commands).
+train-unsafe: venv
+	$(PY) unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --total-timesteps 150000
+
+clean-venv:
+	rm -rf $(VENV)
