@@ -1,0 +1,628 @@
+"""Train the auxiliary unsafe policy pi_unsafe of sTRPO: TRPO that *maximises* the cost.
+
+Paper: Rahman et al., "Safe, Trust Region Policy Optimization for Constrained RL", section 4.1,
+eq. (3)-(4), ablation C.2. sTRPO later keeps its own policy away from the policy trained here.
+
+    phi_{k+1} = argmax_phi  E_t[ pi_phi(a_t|s_t) / pi_phi_old(a_t|s_t) * A^c_t ]
+                s.t.        mean_s KL(pi_phi_old(.|s) || pi_phi(.|s)) <= delta          (eq. 3)
+
+`--critic cvar` (default, the paper's DTRPO_Unsafe): a quantile critic Z(s) with N quantiles,
+trained with the quantile-Huber loss on distributional TD targets c_t + gamma * Z(s_{t+1}).
+Its CVaR_alpha value V_CVaR(s) = mean of the upper alpha fraction of quantiles (the high-cost
+tail). The cost advantage is GAE over the CVaR TD residual
+
+    xi_t = c_t + gamma * V_CVaR(s_{t+1}) - V_CVaR(s_t)                                  (eq. 4)
+
+`--critic mean` (the paper's TRPO_Unsafe ablation): a plain mean cost critic regressed on its GAE
+returns. The environment reward is logged, never optimised.
+
+Choices this file makes where the paper is silent (see SPEC.md sections 3-4):
+- The TRPO step (Schulman et al. 2015): natural gradient x = H^-1 g by conjugate gradient on
+  Fisher-vector products (damped), step sqrt(2 delta / x^T H x), backtracking line search that
+  accepts only a step with *measured* mean KL <= delta and an improved surrogate.
+- Advantages are standardised over the batch before the policy step (as in TRPO/OmniSafe).
+- Observation normaliser: running mean/var owned by the agent (saved in the checkpoint). It is
+  refreshed with the epoch's raw observations right after the rollout and then held fixed for
+  the whole update, so pi_k, the surrogate and the measured KL all see one normaliser.
+- Quantile TD targets are computed once per epoch with the pre-update critic and held fixed
+  during the critic's epochs. A terminated step's target is c_t alone; a truncated one
+  bootstraps from Z(final observation).
+- Critics are trained with large minibatches (512), far fewer and cheaper steps than the 64-sample
+  minibatches of OmniSafe/SafePO; this is where those implementations spend most of their time.
+
+Usage:
+    python unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0
+    python unsafe_cvar_trpo.py --env-id SafetyHopperVelocity-v1 --critic mean
+    python unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --save-to unsafe_policies/SafetyCarCircle1-v0.pt
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+CHECKPOINT_FORMAT_VERSION = 1
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of random, numpy, torch, the envs and their action spaces"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
+    wandb_project_name: str = "strpo"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default"""
+    output_dir: str = "runs"
+    """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
+    save_to: Optional[str] = None
+    """also write the final checkpoint to this path (e.g. unsafe_policies/{env_id}.pt)"""
+
+    # environment
+    env_id: str = "SafetyCarCircle1-v0"
+    """the Safety-Gymnasium task id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training (all envs together)"""
+    num_envs: int = 4
+    """number of parallel environments"""
+    vector_mode: Literal["auto", "sync", "async"] = "auto"
+    """vector env kind; auto = async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    steps_per_epoch: int = 15_000
+    """environment steps per epoch (all envs together); one policy update per epoch (paper 5.2)"""
+    cost_limit: float = 25.0
+    """episode cost budget d; only logged here (pi_unsafe ignores it)"""
+
+    # algorithm
+    critic: Literal["cvar", "mean"] = "cvar"
+    """cvar: quantile critic and GAE over the CVaR TD residual (eq. 4); mean: plain TRPO"""
+    num_quantiles: int = 32
+    """number N of quantiles of the distributional cost critic"""
+    cvar_alpha: float = 0.25
+    """CVaR level: V_CVaR is the mean of the upper alpha fraction of the quantiles"""
+    huber_kappa: float = 1.0
+    """threshold kappa of the quantile-Huber loss"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    target_kl: float = 0.01
+    """trust-region radius delta of eq. (3) on the mean KL(pi_old || pi_new)"""
+    cg_iters: int = 15
+    """conjugate-gradient iterations for H^-1 g"""
+    cg_damping: float = 0.1
+    """damping added to the Fisher-vector product (H + damping * I)"""
+    backtrack_iters: int = 15
+    """maximum backtracking steps of the line search"""
+    backtrack_coeff: float = 0.8
+    """step shrink factor per backtracking step"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critic"""
+    critic_epochs: int = 10
+    """passes over the epoch's data for the critic"""
+    critic_minibatch_size: int = 512
+    """critic minibatch size"""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of actor and critic (tanh)"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks and environments
+# ----------------------------------------------------------------------------------------------
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "num_quantiles", "cg_iters",
+                 "critic_epochs", "critic_minibatch_size"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.steps_per_epoch < args.num_envs:
+        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    if args.total_timesteps < args.steps_per_epoch:
+        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    if not 0.0 < args.cvar_alpha <= 1.0:
+        raise SystemExit(f"error: --cvar-alpha must lie in (0, 1], got {args.cvar_alpha}")
+    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1):
+        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
+    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
+        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
+
+def make_env(env_id: str):
+    def thunk():
+        import safety_gymnasium
+
+        return safety_gymnasium.make(env_id)
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id) for _ in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Agent: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+class QuantileCritic(nn.Module):
+    """Z(s): N quantiles of the discounted cost-to-go at midpoints tau_i = (2i - 1) / (2N)."""
+
+    def __init__(self, obs_dim: int, num_quantiles: int, hidden_sizes: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden_sizes, num_quantiles, out_std=1.0)
+        self.register_buffer("taus", (torch.arange(num_quantiles, dtype=torch.float32) + 0.5) / num_quantiles)
+
+    def forward(self, norm_obs: torch.Tensor) -> torch.Tensor:
+        return self.net(norm_obs)
+
+
+def cvar_from_quantiles(quantiles: torch.Tensor, alpha: float) -> torch.Tensor:
+    """CVaR_alpha of the cost distribution: the mean of its upper alpha fraction of quantiles."""
+    n_tail = max(1, int(math.ceil(alpha * quantiles.shape[-1])))
+    return torch.sort(quantiles, dim=-1).values[..., -n_tail:].mean(-1)
+
+
+def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float) -> torch.Tensor:
+    """QR-DQN quantile-Huber loss. pred [B, N] quantiles at taus, target [B, M] samples.
+    rho_tau(u) = |tau - 1{u < 0}| * Huber_kappa(u) / kappa, summed over i, averaged over j and B."""
+    u = target.unsqueeze(1) - pred.unsqueeze(2)  # [B, N, M]: u_ij = target_j - pred_i
+    abs_u = u.abs()
+    huber = torch.where(abs_u <= kappa, 0.5 * u.pow(2), kappa * (abs_u - 0.5 * kappa))
+    weight = (taus.view(1, -1, 1) - (u.detach() < 0).float()).abs()
+    return (weight * huber / kappa).mean(2).sum(1).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / torch.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, float(torch.sqrt(rr))
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
+    by double backpropagation (Pearlmutter); H is never formed."""
+    params = list(actor.parameters())
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
+    grads = torch.autograd.grad(kl, params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    hvp = torch.autograd.grad(flat_grad @ v, params)
+    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
+
+
+def get_flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    torch.nn.utils.vector_to_parameters(flat, module.parameters())
+
+
+def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
+    """One TRPO update of eq. (3) in place; returns its diagnostics. The actor is left unchanged
+    when no backtracking step is acceptable."""
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_dist = torch.distributions.Normal(old_mean, old_log_std.exp())
+        old_logp = old_dist.log_prob(actions).sum(-1)
+
+    def surrogate() -> torch.Tensor:
+        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
+        return (torch.exp(logp - old_logp) * adv).mean()
+
+    params = list(actor.parameters())
+    surr_old = surrogate()
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
+    if not torch.isfinite(g).all():
+        raise FloatingPointError("non-finite policy gradient")
+    x, cg_residual = conjugate_gradient(
+        lambda v: fisher_vector_product(actor, norm_obs, v, args.cg_damping), g, args.cg_iters)
+    xHx = torch.dot(x, fisher_vector_product(actor, norm_obs, x, args.cg_damping))
+    step_size = torch.sqrt(2 * args.target_kl / (xHx + 1e-12))
+    full_step = step_size * x
+    if not torch.isfinite(full_step).all():
+        raise FloatingPointError("non-finite natural-gradient step")
+    theta_old = get_flat_params(actor)
+    expected_improve = float(g @ full_step)
+    surr_old = surr_old.detach()
+    accepted, kl, surr_new = False, 0.0, float(surr_old)
+    for j in range(args.backtrack_iters):
+        frac = args.backtrack_coeff**j
+        set_flat_params(actor, theta_old + frac * full_step)
+        with torch.no_grad():
+            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+            surr_new = float(surrogate())
+        if math.isfinite(kl) and math.isfinite(surr_new) and kl <= args.target_kl and surr_new > float(surr_old):
+            accepted = True
+            break
+    if not accepted:
+        set_flat_params(actor, theta_old)
+        kl, surr_new = 0.0, float(surr_old)
+    return {"kl": kl, "accepted": int(accepted), "backtracks": j if accepted else args.backtrack_iters,
+            "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": expected_improve,
+            "step_norm": float(step_size * x.norm()), "cg_residual": cg_residual}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
+# ----------------------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    ckpt = {
+        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
+    corrupt or mismatched file. A different env id with matching dims only warns."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
+    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
+        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
+                         f"this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def main(args: Args) -> Path:
+    """Train pi_unsafe; returns the run folder."""
+    validate_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, save_code=True, dir=str(run_dir))
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # envs
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
+    envs.single_action_space.seed(args.seed)
+
+    # agent
+    obs_rms = RunningMeanStd((obs_dim,))
+    actor = Actor(obs_dim, act_dim, args.hidden_sizes)
+    if args.critic == "cvar":
+        critic = QuantileCritic(obs_dim, args.num_quantiles, args.hidden_sizes)
+    else:
+        critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=args.critic_lr)
+
+    def cost_value(norm_obs: torch.Tensor) -> torch.Tensor:
+        """V(s) that drives the GAE: V_CVaR (eq. 4) or the mean critic."""
+        out = critic(norm_obs)
+        return cvar_from_quantiles(out, args.cvar_alpha) if args.critic == "cvar" else out.squeeze(-1)
+
+    # pre-allocated rollout storage (raw observations; SPEC 3)
+    num_steps = args.steps_per_epoch // args.num_envs
+    batch_size = num_steps * args.num_envs
+    num_epochs = args.total_timesteps // batch_size
+    obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    next_obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    act_buf = np.zeros((num_steps, args.num_envs, act_dim), np.float32)
+    rew_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    cost_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    term_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    end_buf = np.zeros((num_steps, args.num_envs), np.float64)
+
+    obs, _ = envs.reset(seed=args.seed)
+    ep_ret = np.zeros(args.num_envs)
+    ep_cost = np.zeros(args.num_envs)
+    ep_len = np.zeros(args.num_envs, np.int64)
+    global_step, total_cost = 0, 0.0
+    progress_path = run_dir / "progress.csv"
+    csv_file, writer = open(progress_path, "w", newline=""), None
+    start_time = time.time()
+    print(f"run {run_name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}, critic={args.critic}")
+
+    for epoch in range(1, num_epochs + 1):
+        epoch_start = time.time()
+        finished_ret, finished_cost, finished_len = [], [], []
+        # ---------------- rollout: the policy is called once per step for all envs ----------------
+        for t in range(num_steps):
+            obs_buf[t] = obs
+            with torch.no_grad():
+                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+                action = dist.sample().numpy()
+            act_buf[t] = action
+            obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
+            rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
+            done = np.logical_or(terminated, truncated)
+            end_buf[t] = done
+            next_obs_buf[t] = obs
+            ep_ret += reward
+            ep_cost += cost
+            ep_len += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                    finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
+                ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+        global_step += batch_size
+        total_cost += float(cost_buf.sum())
+
+        # ---------------- advantages ----------------
+        obs_rms.update(obs_buf.reshape(-1, obs_dim))
+        b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
+        b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
+        b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
+        with torch.no_grad():
+            values = cost_value(b_obs).numpy().reshape(num_steps, args.num_envs)
+            next_values = cost_value(b_next_obs).numpy().reshape(num_steps, args.num_envs)
+        cost_adv, cost_ret = compute_gae(cost_buf, values, next_values, term_buf, end_buf, args.gamma, args.gae_lambda)
+        adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+        # ---------------- policy: TRPO step that maximises cost (eq. 3) ----------------
+        try:
+            diag = trpo_step(actor, b_obs, b_act, adv, args)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+
+        # ---------------- critic ----------------
+        if args.critic == "cvar":
+            with torch.no_grad():  # distributional TD targets from the pre-update critic, held fixed
+                b_cost = torch.as_tensor(cost_buf.reshape(-1, 1), dtype=torch.float32)
+                not_term = torch.as_tensor(1.0 - term_buf.reshape(-1, 1), dtype=torch.float32)
+                critic_targets = b_cost + args.gamma * not_term * critic(b_next_obs)
+        else:
+            critic_targets = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
+        critic_losses = []
+        for _ in range(args.critic_epochs):
+            perm = torch.randperm(batch_size)
+            for start in range(0, batch_size, args.critic_minibatch_size):
+                idx = perm[start:start + args.critic_minibatch_size]
+                if args.critic == "cvar":
+                    loss = quantile_huber_loss(critic(b_obs[idx]), critic_targets[idx], critic.taus, args.huber_kappa)
+                else:
+                    loss = (critic(b_obs[idx]).squeeze(-1) - critic_targets[idx]).pow(2).mean()
+                if not torch.isfinite(loss):
+                    raise SystemExit(f"error: non-finite critic loss at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
+                critic_opt.zero_grad()
+                loss.backward()
+                critic_opt.step()
+                critic_losses.append(loss.item())
+
+        # ---------------- logging ----------------
+        now = time.time()
+        row = {
+            "global_step": global_step, "epoch": epoch,
+            "ep_ret": float(np.mean(finished_ret)) if finished_ret else float("nan"),
+            "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
+            "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
+            "episodes": len(finished_ret),
+            "cost_rate": total_cost / global_step,
+            "cvar_estimate": float(values.mean()) if args.critic == "cvar" else float("nan"),
+            "cost_value": float(values.mean()),
+            "critic_loss": float(np.mean(critic_losses)),
+            **diag,
+            "sps": int(batch_size / (now - epoch_start)),
+            "time_elapsed": round(now - start_time, 2),
+        }
+        if writer is None:
+            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+        csv_file.flush()
+        if args.track:
+            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
+        print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
+              f"ep_ret {row['ep_ret']:8.2f} | cvar {row['cvar_estimate']:7.3f} | kl {diag['kl']:.5f} "
+              f"bt {diag['backtracks']:2d}", flush=True)
+
+    envs.close()
+    csv_file.close()
+    algo = "cvar_trpo_unsafe" if args.critic == "cvar" else "trpo_unsafe"
+    ckpt_path = run_dir / f"{args.exp_name}.pt"
+    save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, algo, args, global_step)
+    if args.save_to:
+        save_checkpoint(args.save_to, actor, obs_rms, args.env_id, algo, args, global_step)
+        print(f"saved {args.save_to}")
+    print(f"saved {ckpt_path}")
+    if args.track:
+        wandb.finish()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
