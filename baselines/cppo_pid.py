@@ -1,0 +1,622 @@
+"""CPPO-PID: PPO-clip on the Lagrangian advantage with a PID-controlled multiplier.
+
+Paper: Stooke, Achiam, Abbeel, "Responsive Safety in Reinforcement Learning by PID Lagrangian
+Methods" (ICML 2020), Algorithm 2; PPO-clip of Schulman et al. (2017). Plain gradient ascent on
+lambda is an integral-only controller, so the cost overshoots and oscillates around the limit d;
+adding proportional and derivative terms damps it. Once per epoch, with J_c the mean cost of the
+episodes that finished this epoch (none finished: lambda is kept) and delta = J_c - d:
+
+    I      <- max(0, I + K_I * delta)                        (integral, kept non-negative)
+    P       = EMA_alpha_p(delta)                             (smoothed proportional error)
+    D       = max(0, EMA_alpha_d(J_c) - EMA_alpha_d(J_c) `pid_d_delay` epochs ago)
+    lambda  = min(cap, max(0, K_P * P + I + K_D * D))
+
+The derivative only pushes up (it reacts to a rising cost, Stooke et al. section 4), and compares
+against the smoothed cost `pid_d_delay` epochs back, not the previous epoch, so that epoch-to-epoch
+noise does not drive it. Both EMAs start at 0 and the delay line holds 0 until it fills, exactly as
+in the authors' rlpyt code and OmniSafe's `PIDLagrangian`.
+
+The policy step is PPO-Lag's: reward and cost GAE with separate critics, the reward advantage
+standardised and the cost advantage centred (OmniSafe), the Lagrangian advantage
+A_lag = (A~r - lambda * A~c) / (1 + lambda), and PPO-clip (Schulman et al. 2017, eq. 7)
+
+    L_clip(theta) = mean_t[ min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t) ]
+
+maximised by Adam over minibatches for up to `update_epochs` passes, stopping early once the
+measured mean KL(pi_k || pi_theta) on the whole batch exceeds `target_kl`.
+
+Defaults and where they come from:
+- K_P 0.1, K_I 0.01, K_D 0.01, derivative delay 10 epochs, EMA smoothing 0.95 for P and D,
+  multiplier cap 100: OmniSafe's CPPOPID config (Stooke et al. tune the gains per task; these
+  are the benchmark's common values). lambda starts at 0.
+- policy lr 3e-4, clip 0.2, target KL 0.02 with early stop, up to 40 passes, gradient-norm clip
+  40: OmniSafe PPO config. Policy minibatches of 512 samples instead of 64: the KL early stop, not
+  the number of Adam steps, bounds the update, and 64-sample minibatches are where the reference
+  implementations spend their CPU time.
+- gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25, critics Adam lr 1e-3: OmniSafe / SafePO.
+  Critics: 10 passes of 512-sample minibatches per epoch (progress.csv logs both value losses).
+- 15,000 steps per epoch, 1M steps: the paper's protocol (sTRPO section 5.2), same budget as sTRPO.
+
+Usage:
+    python baselines/cppo_pid.py --env-id SafetyCarCircle1-v0
+    python baselines/cppo_pid.py --env-id SafetyHopperVelocity-v1 --pid-kp 0.1 --pid-ki 0.01 --pid-kd 0.01
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (before MuJoCo: triton, which torch.optim loads lazily, segfaults when imported after MuJoCo's EGL)
+import torch.nn as nn
+import tyro
+
+CHECKPOINT_FORMAT_VERSION = 1
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of random, numpy, torch, the envs and their action spaces"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for 64x64 networks called on a few observations per step"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
+    wandb_project_name: str = "strpo"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default"""
+    output_dir: str = "runs"
+    """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
+
+    # environment
+    env_id: str = "SafetyCarCircle1-v0"
+    """the Safety-Gymnasium task id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training (all envs together)"""
+    num_envs: int = 4
+    """number of parallel environments"""
+    vector_mode: Literal["auto", "sync", "async"] = "auto"
+    """vector env kind; auto = async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    steps_per_epoch: int = 15_000
+    """environment steps per epoch (all envs together); one policy update per epoch (paper 5.2)"""
+    cost_limit: float = 25.0
+    """episode cost budget d of the constraint J_c <= d"""
+
+    # algorithm
+    pid_kp: float = 0.1
+    """proportional gain K_P on the smoothed constraint violation (Stooke et al. 2020)"""
+    pid_ki: float = 0.01
+    """integral gain K_I: I <- max(0, I + K_I * (J_c - d))"""
+    pid_kd: float = 0.01
+    """derivative gain K_D on the rise of the smoothed episode cost"""
+    pid_d_delay: int = 10
+    """epochs between the two smoothed costs whose difference is the derivative term"""
+    pid_delta_p_ema_alpha: float = 0.95
+    """EMA smoothing of the proportional term's error J_c - d (0 = no smoothing)"""
+    pid_delta_d_ema_alpha: float = 0.95
+    """EMA smoothing of the episode cost used by the derivative term (0 = no smoothing)"""
+    lagrangian_multiplier_cap: float = 100.0
+    """upper bound of the multiplier lambda"""
+    gamma: float = 0.99
+    """discount factor (reward and cost)"""
+    gae_lambda: float = 0.95
+    """GAE lambda (reward and cost)"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the policy"""
+    clip_coef: float = 0.2
+    """PPO clip range eps: the ratio is clipped to [1 - eps, 1 + eps]"""
+    update_epochs: int = 40
+    """maximum passes over the epoch's data for the policy (KL early stop usually ends them sooner)"""
+    policy_minibatch_size: int = 512
+    """policy minibatch size"""
+    target_kl: float = 0.02
+    """stop the policy passes once the measured mean KL(pi_old || pi_new) exceeds this"""
+    max_grad_norm: float = 40.0
+    """gradient-norm clip of the policy update"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the reward and cost critics"""
+    critic_epochs: int = 10
+    """passes over the epoch's data for the critics"""
+    critic_minibatch_size: int = 512
+    """critic minibatch size"""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of actor and critics (tanh)"""
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks and environments
+# ----------------------------------------------------------------------------------------------
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "update_epochs", "policy_minibatch_size",
+                 "policy_lr", "critic_epochs", "critic_minibatch_size", "pid_d_delay", "max_grad_norm", "torch_threads"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.steps_per_epoch < args.num_envs:
+        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    if args.total_timesteps < args.steps_per_epoch:
+        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    if min(args.cost_limit, args.pid_kp, args.pid_ki, args.pid_kd, args.lagrangian_multiplier_cap) < 0:
+        raise SystemExit("error: --cost-limit, the PID gains and --lagrangian-multiplier-cap must be non-negative")
+    if not (0 <= args.pid_delta_p_ema_alpha < 1 and 0 <= args.pid_delta_d_ema_alpha < 1):
+        raise SystemExit("error: the PID EMA smoothing factors must lie in [0, 1)")
+    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.clip_coef < 1):
+        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --clip-coef < 1")
+    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
+        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
+
+def make_env(env_id: str):
+    def thunk():
+        import safety_gymnasium
+
+        return safety_gymnasium.make(env_id)
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id) for _ in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Agent: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+# ----------------------------------------------------------------------------------------------
+# PID Lagrange multiplier (Stooke et al. 2020, Algorithm 2) and the Lagrangian advantage
+# ----------------------------------------------------------------------------------------------
+class PIDLagrangian:
+    """lambda = min(cap, max(0, K_P * P + I + K_D * D)) from the episode cost, one update per epoch.
+    The terms of the last update are kept in `p`, `i`, `d` for logging."""
+
+    def __init__(self, cost_limit: float, kp: float, ki: float, kd: float, d_delay: int,
+                 delta_p_ema_alpha: float, delta_d_ema_alpha: float, cap: float):
+        self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
+        self.delta_p_ema_alpha, self.delta_d_ema_alpha, self.cap = delta_p_ema_alpha, delta_d_ema_alpha, cap
+        self.p = 0.0  # EMA of delta = J_c - d
+        self.i = 0.0  # integral of K_I * delta, kept >= 0 (anti-windup)
+        self.d = 0.0  # max(0, rise of the smoothed cost over d_delay epochs)
+        self.cost_ema = 0.0
+        # smoothed costs of the last d_delay updates; the oldest one is the derivative's reference
+        self.cost_ema_history: deque[float] = deque([0.0], maxlen=d_delay)
+        self.value = 0.0
+
+    def update(self, ep_cost: float) -> float:
+        """One PID step from this epoch's mean episode cost J_c; returns the new lambda."""
+        if not math.isfinite(ep_cost):
+            raise FloatingPointError(f"non-finite episode cost {ep_cost} for the multiplier")
+        delta = ep_cost - self.cost_limit
+        self.i = max(0.0, self.i + self.ki * delta)
+        self.p = self.delta_p_ema_alpha * self.p + (1.0 - self.delta_p_ema_alpha) * delta
+        self.cost_ema = self.delta_d_ema_alpha * self.cost_ema + (1.0 - self.delta_d_ema_alpha) * ep_cost
+        self.d = max(0.0, self.cost_ema - self.cost_ema_history[0])
+        self.value = min(self.cap, max(0.0, self.kp * self.p + self.i + self.kd * self.d))
+        self.cost_ema_history.append(self.cost_ema)
+        return self.value
+
+def lagrangian_advantage(reward_adv: torch.Tensor, cost_adv: torch.Tensor, lagrange_multiplier: float) -> torch.Tensor:
+    """(A~r - lambda A~c) / (1 + lambda) with A~r standardised and A~c centred (OmniSafe's buffer).
+
+    Centring the cost advantage keeps its scale in cost units, so lambda weighs a real cost against
+    a unit-variance reward signal; the 1 + lambda keeps the combination bounded as lambda grows."""
+    reward_adv = (reward_adv - reward_adv.mean()) / (reward_adv.std() + 1e-8)
+    cost_adv = cost_adv - cost_adv.mean()
+    return (reward_adv - lagrange_multiplier * cost_adv) / (1.0 + lagrange_multiplier)
+
+# ----------------------------------------------------------------------------------------------
+# Math helpers: GAE, Gaussian KL, the PPO-clip objective
+# ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def ppo_clip_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Negative PPO-clip objective (Schulman et al. 2017, eq. 7), to be minimised:
+    -mean[ min(r A, clip(r, 1 - eps, 1 + eps) A) ] with r = pi_theta / pi_k. The min makes it a
+    pessimistic bound: a ratio moving past the clip in the direction the advantage favours earns
+    nothing more, one moving the other way is penalised in full."""
+    ratio = torch.exp(logp_new - logp_old)
+    return -torch.min(ratio * adv, torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * adv).mean()
+
+
+def ppo_update(actor: Actor, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, actions: torch.Tensor,
+               adv: torch.Tensor, args: Args) -> dict:
+    """PPO-clip passes over the batch with a KL early stop; returns the diagnostics."""
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
+    batch_size = norm_obs.shape[0]
+    kl, passes, early_stop = 0.0, 0, 0
+    for passes in range(1, args.update_epochs + 1):
+        perm, losses, clipped = torch.randperm(batch_size), [], []
+        for start in range(0, batch_size, args.policy_minibatch_size):
+            idx = perm[start:start + args.policy_minibatch_size]
+            logp = actor.distribution(norm_obs[idx]).log_prob(actions[idx]).sum(-1)
+            loss = ppo_clip_loss(logp, old_logp[idx], adv[idx], args.clip_coef)
+            if not torch.isfinite(loss):
+                raise FloatingPointError("non-finite PPO loss")
+            optimizer.zero_grad()
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+            if not torch.isfinite(grad_norm):
+                raise FloatingPointError("non-finite policy gradient")
+            optimizer.step()
+            losses.append(loss.item())
+            with torch.no_grad():
+                clipped.append(((logp - old_logp[idx]).exp().sub(1.0).abs() > args.clip_coef).float().mean().item())
+        with torch.no_grad():
+            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+        if not math.isfinite(kl):
+            raise FloatingPointError("non-finite KL after a policy pass")
+        if kl > args.target_kl:  # OmniSafe's kl_early_stop: checked on the whole batch after each pass
+            early_stop = 1
+            break
+    return {"kl": kl, "policy_epochs": passes, "early_stopped": early_stop,
+            "policy_loss": float(np.mean(losses)), "clip_fraction": float(np.mean(clipped))}
+# ----------------------------------------------------------------------------------------------
+# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
+# ----------------------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    ckpt = {
+        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
+    corrupt or mismatched file. A different env id with matching dims only warns."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
+    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
+        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
+                         f"this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def train_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, targets: torch.Tensor,
+                 args: Args, name: str) -> float:
+    """Regress V(s) on its GAE returns; returns the mean loss of the last pass."""
+    batch_size = norm_obs.shape[0]
+    for _ in range(args.critic_epochs):
+        perm, losses = torch.randperm(batch_size), []
+        for start in range(0, batch_size, args.critic_minibatch_size):
+            idx = perm[start:start + args.critic_minibatch_size]
+            loss = (critic(norm_obs[idx]).squeeze(-1) - targets[idx]).pow(2).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite {name} critic loss")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def main(args: Args) -> Path:
+    """Train CPPO-PID; returns the run folder."""
+    validate_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, save_code=True, dir=str(run_dir))
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    # thread hand-offs cost more than these tiny matmuls (measured: 15x slower rollouts with 2 threads)
+    torch.set_num_threads(args.torch_threads)
+
+    # envs
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
+    envs.single_action_space.seed(args.seed)
+
+    # agent: policy, separate reward and cost critics, multiplier
+    obs_rms = RunningMeanStd((obs_dim,))
+    actor = Actor(obs_dim, act_dim, args.hidden_sizes)
+    reward_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    cost_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    reward_critic_opt = torch.optim.Adam(reward_critic.parameters(), lr=args.critic_lr)
+    cost_critic_opt = torch.optim.Adam(cost_critic.parameters(), lr=args.critic_lr)
+    pid = PIDLagrangian(args.cost_limit, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_d_delay,
+                        args.pid_delta_p_ema_alpha, args.pid_delta_d_ema_alpha, args.lagrangian_multiplier_cap)
+
+    # pre-allocated rollout storage (raw observations; SPEC 3)
+    num_steps = args.steps_per_epoch // args.num_envs
+    batch_size = num_steps * args.num_envs
+    num_epochs = args.total_timesteps // batch_size
+    obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    next_obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    act_buf = np.zeros((num_steps, args.num_envs, act_dim), np.float32)
+    rew_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    cost_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    term_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    end_buf = np.zeros((num_steps, args.num_envs), np.float64)
+
+    obs, _ = envs.reset(seed=args.seed)
+    ep_ret = np.zeros(args.num_envs)
+    ep_cost = np.zeros(args.num_envs)
+    ep_len = np.zeros(args.num_envs, np.int64)
+    global_step, total_cost = 0, 0.0
+    progress_path = run_dir / "progress.csv"
+    csv_file, writer = open(progress_path, "w", newline=""), None
+    start_time = time.time()
+    print(f"run {run_name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
+
+    for epoch in range(1, num_epochs + 1):
+        epoch_start = time.time()
+        finished_ret, finished_cost, finished_len = [], [], []
+        # ---------------- rollout: the policy is called once per step for all envs ----------------
+        for t in range(num_steps):
+            obs_buf[t] = obs
+            with torch.no_grad():
+                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+                action = dist.sample().numpy()
+            act_buf[t] = action
+            obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
+            rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
+            done = np.logical_or(terminated, truncated)
+            end_buf[t] = done
+            next_obs_buf[t] = obs
+            ep_ret += reward
+            ep_cost += cost
+            ep_len += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                    finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
+                ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+        global_step += batch_size
+        total_cost += float(cost_buf.sum())
+
+        # ---------------- multiplier: one PID step on J_c - d ----------------
+        # J_c = mean cost of the episodes that finished this epoch; none finished keeps lambda
+        if finished_cost:
+            pid.update(float(np.mean(finished_cost)))
+        lagrange_multiplier = pid.value
+
+        # ---------------- advantages (normaliser refreshed, then fixed for the update) ----------------
+        obs_rms.update(obs_buf.reshape(-1, obs_dim))
+        b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
+        b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
+        b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
+        with torch.no_grad():
+            reward_values = reward_critic(b_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+            reward_next_values = reward_critic(b_next_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+            cost_values = cost_critic(b_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+            cost_next_values = cost_critic(b_next_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+        reward_adv, reward_ret = compute_gae(rew_buf, reward_values, reward_next_values, term_buf, end_buf,
+                                             args.gamma, args.gae_lambda)
+        cost_adv, cost_ret = compute_gae(cost_buf, cost_values, cost_next_values, term_buf, end_buf,
+                                         args.gamma, args.gae_lambda)
+        joint_adv = lagrangian_advantage(torch.as_tensor(reward_adv.reshape(-1), dtype=torch.float32),
+                                         torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32),
+                                         lagrange_multiplier)
+
+        # ---------------- policy: PPO-clip on the Lagrangian advantage; then critics ----------------
+        try:
+            diag = ppo_update(actor, actor_opt, b_obs, b_act, joint_adv, args)
+            reward_value_loss = train_critic(reward_critic, reward_critic_opt, b_obs,
+                                             torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args, "reward")
+            cost_value_loss = train_critic(cost_critic, cost_critic_opt, b_obs,
+                                           torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32), args, "cost")
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --policy-lr or another --seed")
+
+        # ---------------- logging ----------------
+        now = time.time()
+        row = {
+            "global_step": global_step, "epoch": epoch,
+            "ep_ret": float(np.mean(finished_ret)) if finished_ret else float("nan"),
+            "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
+            "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
+            "episodes": len(finished_ret),
+            "cost_rate": total_cost / global_step,
+            "lagrange_multiplier": lagrange_multiplier,
+            "pid_p": pid.p, "pid_i": pid.i, "pid_d": pid.d,
+            **diag,
+            "reward_value_loss": reward_value_loss,
+            "cost_value_loss": cost_value_loss,
+            "sps": int(batch_size / (now - epoch_start)),
+            "time_elapsed": round(now - start_time, 2),
+        }
+        if writer is None:
+            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+        csv_file.flush()
+        if args.track:
+            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
+        print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
+              f"ep_ret {row['ep_ret']:8.2f} | lambda {lagrange_multiplier:.4f} | kl {diag['kl']:.5f} "
+              f"passes {diag['policy_epochs']:2d}", flush=True)
+
+    envs.close()
+    csv_file.close()
+    ckpt_path = run_dir / f"{args.exp_name}.pt"
+    save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, "cppo_pid", args, global_step)
+    print(f"saved {ckpt_path}")
+    if args.track:
+        wandb.finish()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
