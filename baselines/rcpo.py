@@ -1,0 +1,619 @@
+"""RCPO: Reward Constrained Policy Optimization, with a natural-policy-gradient actor.
+
+Paper: Tessler, Mankowitz, Mannor, "Reward Constrained Policy Optimization" (ICLR 2019),
+Algorithm 1 and eq. (8)-(11). The constraint J_c <= d enters as a penalty on the reward,
+
+    r_hat(s, a; lambda) = r(s, a) - lambda * c(s, a)                                  (eq. 8)
+
+and the problem is solved on three timescales (Tessler et al. Theorem 2): the critic of the
+penalised reward fastest, the policy slower, the multiplier slowest, so that the policy sees an
+almost fixed lambda and lambda sees an almost converged policy. The multiplier follows the
+projected dual ascent of eq. (11):  lambda <- max(0, lambda + eta_lambda * (J_c - d)).
+
+The discrete reading this file uses, once per epoch of `steps_per_epoch` steps:
+
+1. Multiplier: one plain projected gradient step  lambda <- max(0, lambda + lagrangian_lr * (J_c - d))
+   (eq. 11), J_c the mean cost of the episodes that finished this epoch (none finished: lambda is
+   kept). `lagrangian_lr` 5e-4 per unit of episode cost makes lambda the slowest variable: a cost
+   100 over the limit moves it by 0.05 per epoch, one 10 over by 0.005, whereas the policy moves a
+   full KL radius every epoch and the critics take 10 Adam passes.
+2. Penalised critic: the penalised value is V_lambda(s) = V_r(s) - lambda * V_c(s) with separate
+   reward and cost critics (the repository's convention), so a change of lambda reaches the
+   critic at once instead of being re-learned; GAE runs on the penalised signal
+   r - lambda * c with V_lambda (by linearity equal to A_r - lambda * A_c). The penalised
+   advantage is then standardised as a whole. No (1 + lambda) division and no separate
+   standardisation of A_r and A_c: those would change the trade-off r - lambda * c of eq. (8);
+   the whole-batch standardisation does not, and the natural-gradient step below is invariant to
+   the advantage's scale anyway.
+3. Policy: one natural policy gradient step (Kakade 2001) on the surrogate
+   L(theta) = mean[ pi_theta / pi_k * A_hat ]: x = H^-1 g by conjugate gradient on Fisher-vector
+   products (H = Hessian of the mean KL(pi_k || pi_theta), damped), theta <- theta_k + s x with the
+   fixed-radius step s = sqrt(2 delta / x^T H x). No line search (that would make it TRPO): the
+   measured KL is logged and may differ from delta by the quadratic model's error.
+4. Reward and cost critics regressed on their own GAE returns.
+
+Defaults and where they come from:
+- CG 15 iterations, damping 0.1, target KL 0.01: OmniSafe's RCPO/NaturalPG configs.
+- lambda init 0.001: OmniSafe. lambda lr 5e-4 with plain projected SGD (Tessler's eq. 11), where
+  OmniSafe's RCPO reuses its Adam Lagrange at 0.035: eq. (11) is a plain stochastic-approximation
+  step, and its timescale argument needs lambda slower than the policy, which a cost-scale-free
+  Adam step of 0.035 per epoch does not guarantee.
+- gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25, critics Adam lr 1e-3: OmniSafe / SafePO.
+  Critics: 10 passes of 512-sample minibatches per epoch (progress.csv logs both value losses).
+- 15,000 steps per epoch, 1M steps: the paper's protocol (sTRPO section 5.2), same budget as sTRPO.
+
+Usage:
+    python baselines/rcpo.py --env-id SafetyCarCircle1-v0
+    python baselines/rcpo.py --env-id SafetyHopperVelocity-v1 --lagrangian-lr 1e-3
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (before MuJoCo: triton, which torch.optim loads lazily, segfaults when imported after MuJoCo's EGL)
+import torch.nn as nn
+import tyro
+
+CHECKPOINT_FORMAT_VERSION = 1
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of random, numpy, torch, the envs and their action spaces"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for 64x64 networks called on a few observations per step"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
+    wandb_project_name: str = "strpo"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default"""
+    output_dir: str = "runs"
+    """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
+
+    # environment
+    env_id: str = "SafetyCarCircle1-v0"
+    """the Safety-Gymnasium task id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training (all envs together)"""
+    num_envs: int = 4
+    """number of parallel environments"""
+    vector_mode: Literal["auto", "sync", "async"] = "auto"
+    """vector env kind; auto = async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    steps_per_epoch: int = 15_000
+    """environment steps per epoch (all envs together); one policy update per epoch (paper 5.2)"""
+    cost_limit: float = 25.0
+    """episode cost budget d of the constraint J_c <= d"""
+
+    # algorithm
+    lagrangian_multiplier_init: float = 0.001
+    """initial Lagrange multiplier lambda (OmniSafe)"""
+    lagrangian_lr: float = 5e-4
+    """step eta of lambda <- max(0, lambda + eta (J_c - d)) (eq. 11); small, so lambda is the slowest timescale"""
+    gamma: float = 0.99
+    """discount factor (reward and cost)"""
+    gae_lambda: float = 0.95
+    """GAE lambda (reward and cost)"""
+    target_kl: float = 0.01
+    """KL radius delta of the fixed natural-gradient step (quadratic model of the mean KL)"""
+    cg_iters: int = 15
+    """conjugate-gradient iterations for H^-1 g"""
+    cg_damping: float = 0.1
+    """damping added to the Fisher-vector product (H + damping * I)"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the reward and cost critics"""
+    critic_epochs: int = 10
+    """passes over the epoch's data for the critics"""
+    critic_minibatch_size: int = 512
+    """critic minibatch size"""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of actor and critics (tanh)"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks and environments
+# ----------------------------------------------------------------------------------------------
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "cg_iters", "critic_epochs",
+                 "critic_minibatch_size", "lagrangian_lr", "torch_threads"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.steps_per_epoch < args.num_envs:
+        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    if args.total_timesteps < args.steps_per_epoch:
+        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    if args.cost_limit < 0 or args.lagrangian_multiplier_init < 0:
+        raise SystemExit("error: --cost-limit and --lagrangian-multiplier-init must be non-negative")
+    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
+        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1")
+    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
+        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
+
+def make_env(env_id: str):
+    def thunk():
+        import safety_gymnasium
+
+        return safety_gymnasium.make(env_id)
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id) for _ in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Agent: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+# ----------------------------------------------------------------------------------------------
+# Lagrange multiplier (eq. 11)
+# ----------------------------------------------------------------------------------------------
+class Lagrange:
+    """lambda of the penalised reward r - lambda c, by the projected dual ascent of Tessler et al.
+    eq. (11): lambda <- max(0, lambda + lr * (J_c - d)), one plain step per epoch."""
+
+    def __init__(self, cost_limit: float, init: float, lr: float):
+        self.cost_limit, self.lr = cost_limit, lr
+        self.value = max(0.0, float(init))
+
+    def update(self, ep_cost: float) -> float:
+        """One dual step from this epoch's mean episode cost J_c; returns the new lambda."""
+        if not math.isfinite(ep_cost):
+            raise FloatingPointError(f"non-finite episode cost {ep_cost} for the multiplier")
+        self.value = max(0.0, self.value + self.lr * (ep_cost - self.cost_limit))
+        return self.value
+
+# ----------------------------------------------------------------------------------------------
+# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / torch.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, float(torch.sqrt(rr))
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
+    by double backpropagation (Pearlmutter); H is never formed."""
+    params = list(actor.parameters())
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
+    grads = torch.autograd.grad(kl, params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    hvp = torch.autograd.grad(flat_grad @ v, params)
+    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
+
+
+def get_flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    torch.nn.utils.vector_to_parameters(flat, module.parameters())
+
+
+def npg_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
+    """One natural policy gradient step in place, with the fixed KL-radius step size and no line
+    search; returns its diagnostics (the measured KL is logged, not enforced)."""
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
+
+    def surrogate() -> torch.Tensor:
+        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
+        return (torch.exp(logp - old_logp) * adv).mean()
+
+    params = list(actor.parameters())
+    surr_old = surrogate()
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
+    if not torch.isfinite(g).all():
+        raise FloatingPointError("non-finite policy gradient")
+    x, cg_residual = conjugate_gradient(
+        lambda v: fisher_vector_product(actor, norm_obs, v, args.cg_damping), g, args.cg_iters)
+    xHx = torch.dot(x, fisher_vector_product(actor, norm_obs, x, args.cg_damping))
+    # the quadratic model of the KL, 0.5 * s^T H s, equals delta for s = sqrt(2 delta / x^T H x) x
+    step_size = torch.sqrt(2 * args.target_kl / (xHx + 1e-12))
+    full_step = step_size * x
+    if not torch.isfinite(full_step).all():
+        raise FloatingPointError("non-finite natural-gradient step")
+    surr_old = surr_old.detach()
+    set_flat_params(actor, get_flat_params(actor) + full_step)
+    with torch.no_grad():
+        kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+        surr_new = float(surrogate())
+    if not (math.isfinite(kl) and math.isfinite(surr_new)):
+        raise FloatingPointError("non-finite KL or surrogate after the natural-gradient step")
+    return {"kl": kl, "quadratic_kl": float(0.5 * step_size**2 * xHx), "step_size": float(step_size),
+            "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": float(g @ full_step),
+            "step_norm": float(full_step.norm()), "cg_residual": cg_residual}
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
+# ----------------------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    ckpt = {
+        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
+    corrupt or mismatched file. A different env id with matching dims only warns."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
+    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
+        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
+                         f"this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def train_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, targets: torch.Tensor,
+                 args: Args, name: str) -> float:
+    """Regress V(s) on its GAE returns; returns the mean loss of the last pass."""
+    batch_size = norm_obs.shape[0]
+    for _ in range(args.critic_epochs):
+        perm, losses = torch.randperm(batch_size), []
+        for start in range(0, batch_size, args.critic_minibatch_size):
+            idx = perm[start:start + args.critic_minibatch_size]
+            loss = (critic(norm_obs[idx]).squeeze(-1) - targets[idx]).pow(2).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite {name} critic loss")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def main(args: Args) -> Path:
+    """Train RCPO; returns the run folder."""
+    validate_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, save_code=True, dir=str(run_dir))
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    # thread hand-offs cost more than these tiny matmuls (measured: 15x slower rollouts with 2 threads)
+    torch.set_num_threads(args.torch_threads)
+
+    # envs
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
+    envs.single_action_space.seed(args.seed)
+
+    # agent: policy, separate reward and cost critics, multiplier
+    obs_rms = RunningMeanStd((obs_dim,))
+    actor = Actor(obs_dim, act_dim, args.hidden_sizes)
+    reward_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    cost_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    reward_critic_opt = torch.optim.Adam(reward_critic.parameters(), lr=args.critic_lr)
+    cost_critic_opt = torch.optim.Adam(cost_critic.parameters(), lr=args.critic_lr)
+    lagrange = Lagrange(args.cost_limit, args.lagrangian_multiplier_init, args.lagrangian_lr)
+
+    # pre-allocated rollout storage (raw observations; SPEC 3)
+    num_steps = args.steps_per_epoch // args.num_envs
+    batch_size = num_steps * args.num_envs
+    num_epochs = args.total_timesteps // batch_size
+    obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    next_obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    act_buf = np.zeros((num_steps, args.num_envs, act_dim), np.float32)
+    rew_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    cost_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    term_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    end_buf = np.zeros((num_steps, args.num_envs), np.float64)
+
+    obs, _ = envs.reset(seed=args.seed)
+    ep_ret = np.zeros(args.num_envs)
+    ep_cost = np.zeros(args.num_envs)
+    ep_len = np.zeros(args.num_envs, np.int64)
+    global_step, total_cost = 0, 0.0
+    progress_path = run_dir / "progress.csv"
+    csv_file, writer = open(progress_path, "w", newline=""), None
+    start_time = time.time()
+    print(f"run {run_name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
+
+    for epoch in range(1, num_epochs + 1):
+        epoch_start = time.time()
+        finished_ret, finished_cost, finished_len = [], [], []
+        # ---------------- rollout: the policy is called once per step for all envs ----------------
+        for t in range(num_steps):
+            obs_buf[t] = obs
+            with torch.no_grad():
+                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+                action = dist.sample().numpy()
+            act_buf[t] = action
+            obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
+            rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
+            done = np.logical_or(terminated, truncated)
+            end_buf[t] = done
+            next_obs_buf[t] = obs
+            ep_ret += reward
+            ep_cost += cost
+            ep_len += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                    finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
+                ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+        global_step += batch_size
+        total_cost += float(cost_buf.sum())
+
+        # ---------------- multiplier: one projected dual ascent step on J_c - d (eq. 11) ----------------
+        # J_c = mean cost of the episodes that finished this epoch; none finished keeps lambda
+        if finished_cost:
+            lagrange.update(float(np.mean(finished_cost)))
+        lagrange_multiplier = lagrange.value
+
+        # ---------------- advantages (normaliser refreshed, then fixed for the update) ----------------
+        obs_rms.update(obs_buf.reshape(-1, obs_dim))
+        b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
+        b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
+        b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
+        with torch.no_grad():
+            reward_values = reward_critic(b_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+            reward_next_values = reward_critic(b_next_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+            cost_values = cost_critic(b_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+            cost_next_values = cost_critic(b_next_obs).squeeze(-1).numpy().reshape(num_steps, args.num_envs)
+        _, reward_ret = compute_gae(rew_buf, reward_values, reward_next_values, term_buf, end_buf,
+                                    args.gamma, args.gae_lambda)
+        _, cost_ret = compute_gae(cost_buf, cost_values, cost_next_values, term_buf, end_buf,
+                                  args.gamma, args.gae_lambda)
+        # penalised reward r - lambda c (eq. 8) with the penalised critic V_r - lambda V_c
+        penalised_adv, _ = compute_gae(rew_buf - lagrange_multiplier * cost_buf,
+                                       reward_values - lagrange_multiplier * cost_values,
+                                       reward_next_values - lagrange_multiplier * cost_next_values,
+                                       term_buf, end_buf, args.gamma, args.gae_lambda)
+        penalised_adv = torch.as_tensor(penalised_adv.reshape(-1), dtype=torch.float32)
+        penalised_adv = (penalised_adv - penalised_adv.mean()) / (penalised_adv.std() + 1e-8)
+
+        # ---------------- policy: natural gradient step on the penalised reward; then critics ----------------
+        try:
+            diag = npg_step(actor, b_obs, b_act, penalised_adv, args)
+            reward_value_loss = train_critic(reward_critic, reward_critic_opt, b_obs,
+                                             torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args, "reward")
+            cost_value_loss = train_critic(cost_critic, cost_critic_opt, b_obs,
+                                           torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32), args, "cost")
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+
+        # ---------------- logging ----------------
+        now = time.time()
+        row = {
+            "global_step": global_step, "epoch": epoch,
+            "ep_ret": float(np.mean(finished_ret)) if finished_ret else float("nan"),
+            "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
+            "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
+            "episodes": len(finished_ret),
+            "cost_rate": total_cost / global_step,
+            "lagrange_multiplier": lagrange_multiplier,
+            **diag,
+            "reward_value_loss": reward_value_loss,
+            "cost_value_loss": cost_value_loss,
+            "sps": int(batch_size / (now - epoch_start)),
+            "time_elapsed": round(now - start_time, 2),
+        }
+        if writer is None:
+            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+        csv_file.flush()
+        if args.track:
+            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
+        print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
+              f"ep_ret {row['ep_ret']:8.2f} | lambda {lagrange_multiplier:.4f} | kl {diag['kl']:.5f} "
+              f"step {diag['step_size']:.4f}", flush=True)
+
+    envs.close()
+    csv_file.close()
+    ckpt_path = run_dir / f"{args.exp_name}.pt"
+    save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, "rcpo", args, global_step)
+    print(f"saved {ckpt_path}")
+    if args.track:
+        wandb.finish()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
