@@ -429,22 +429,22 @@ def legend_labels(checkpoints: list[str], algos: list[str]) -> dict[str, str]:
     """The algorithm's name; when two checkpoints share it, add the shortest path suffix that
     tells them apart (the file stem, then parent folders)."""
     labels = {}
-    counts = Counter(algos)
     for ckpt, algo in zip(checkpoints, algos):
-        if counts[algo] == 1:
+        same = [c for c, a in zip(checkpoints, algos) if a == algo]
+        if len(same) == 1:
             labels[ckpt] = algo
             continue
-        same = [c for c, a in zip(checkpoints, algos) if a == algo]
-        for depth in range(1, max(len(Path(c).with_suffix("").parts) for c in same) + 1):
-            suffix = lambda c: "/".join(Path(c).with_suffix("").parts[-depth:])  # noqa: E731
-            if len({suffix(c) for c in same}) == len(same):
-                break
-        labels[ckpt] = f"{algo} ({suffix(ckpt)})"
+        parts = {c: Path(c).with_suffix("").parts for c in same}
+        depth = 1
+        while depth < max(map(len, parts.values())) and len({parts[c][-depth:] for c in same}) < len(same):
+            depth += 1
+        labels[ckpt] = f"{algo} ({'/'.join(parts[ckpt][-depth:])})"
     return labels
 
 
 def plot(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
-    """reward_vs_alpha.png and cost_vs_alpha.png: one line per checkpoint, +-1 std band."""
+    """reward_vs_alpha.png and cost_vs_alpha.png: one line per checkpoint, +-1 std band (clipped to
+    the episodes' min-max range) around the mean."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = list(dict.fromkeys(r["checkpoint"] for r in rows))
@@ -459,15 +459,19 @@ def plot(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     for name, ylabel, png in (("reward", "episode reward", REWARD_PNG), ("cost", "episode cost", COST_PNG)):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for idx, ckpt in enumerate(checkpoints):
-            pts = sorted((r["rate"], r[f"{name}_mean"], r[f"{name}_std"]) for r in rows if r["checkpoint"] == ckpt)
-            rate, mean, std = (np.array(v) for v in zip(*pts))
+            pts = sorted((r["rate"], r[f"{name}_mean"], r[f"{name}_std"], r[f"{name}_min"], r[f"{name}_max"])
+                         for r in rows if r["checkpoint"] == ckpt)
+            rate, mean, std, lo, hi = (np.array(v) for v in zip(*pts))
             color = plt.cm.tab10(idx % 10)
             ax.plot(rate, mean, marker="o", markersize=4, color=color, label=labels[ckpt])
-            ax.fill_between(rate, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            # +-std band clipped to the observed range: a cost band below 0 would show the impossible
+            ax.fill_between(rate, np.maximum(mean - std, lo), np.minimum(mean + std, hi), color=color, alpha=0.2,
+                            linewidth=0)
         if name == "cost" and len(limits) == 1:
-            ax.axhline(limits.pop(), color="black", linestyle="--", linewidth=1, label="cost limit")
+            limit = limits.pop()
+            ax.axhline(limit, color="black", linestyle="--", linewidth=1, label=f"cost limit d = {limit:g}")
         ax.set_xlabel(r"attack rate $\alpha$ (probability an action is replaced by a uniform random one)")
-        ax.set_ylabel(f"{ylabel} (mean $\\pm$ std)")
+        ax.set_ylabel(f"{ylabel}: mean, $\\pm$std band (within min-max)")
         ax.set_title(f"{', '.join(env_ids)}: {ylabel} under random-action attack\n{budget}, {policy} policy actions")
         ax.set_xlim(-0.02, 1.02)
         ax.grid(alpha=0.3)
