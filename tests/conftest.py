@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
+torch.set_num_threads(1)  # as the scripts do: 2+ threads spin-wait when envs share the 2 cores
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted([p for p in [ROOT / "strpo.py", ROOT / "unsafe_cvar_trpo.py"] if p.exists()]
