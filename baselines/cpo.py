@@ -556,6 +556,9 @@ def main(args: Args) -> Path:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+    # The per-step policy call sees a handful of observations: extra intra-op threads only fight
+    # the simulator (and the async env workers) for a small CPU; one thread is faster here.
+    torch.set_num_threads(1)
 
     # envs
     envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)

@@ -1,0 +1,642 @@
+"""PCPO: Projection-based Constrained Policy Optimization (Yang, Rosca, Narasimhan, Ramadge, ICLR 2020).
+
+Two steps per epoch (paper section 4, eq. 3-4 and their closed form, eq. 5-7). With g = grad of
+the reward surrogate, b = grad of the cost surrogate, H = Fisher (Hessian of the mean KL) and
+c the constraint value at theta_k:
+
+  1. reward improvement, a TRPO step inside the KL ball (eq. 3):
+         s_r = sqrt(2 delta / (g^T H^-1 g)) H^-1 g
+  2. projection of theta_k + s_r back onto the linearised constraint set {s : b^T s + c <= 0}
+     in the metric L (eq. 4), closed form (eq. 6 for L = H, eq. 7 for L = I):
+         s = s_r - max(0, (b^T s_r + c) / (b^T L^-1 b)) L^-1 b
+     `--projection kl` (default, the paper's KL projection, L = H, H^-1 b by conjugate gradient)
+     or `--projection l2` (L = I, the paper's L2 projection).
+
+`pcpo_projection` is the pure function of step 2 (tests/test_projection.py checks it against an
+independent equality-constrained solve in both metrics).
+
+Choice where the paper is silent: the paper applies the projected step as is. Like OmniSafe and
+SafePO we guard it with a backtracking line search on theta_k + 0.8^j s that accepts the first
+point with measured mean KL(pi_k || pi_theta) <= delta and a cost-surrogate increase no larger
+than max(-c, 0); the reward surrogate is not required to improve, because the projection may
+rightly trade reward for feasibility. With no acceptable point theta_k is kept.
+
+Scaling of the cost surrogate (as in baselines/cpo.py): L_c(theta) = mean_t[ratio_t * A^c_t] with
+the cost GAE centred but not rescaled estimates the change of the per-step cost rate, so the
+episodic gap is put in the same unit, c = (J_c - d) / T (J_c = mean cost of the epoch's finished
+episodes, T their mean length, d = --cost-limit). If no episode finished in an epoch, the previous
+J_c and T are kept; before the first finished episode J_c is the epoch's cost per step times the
+env's episode length. The reward advantage is standardised (its scale is removed by step 1).
+
+Defaults: CG 15 iterations, damping 0.1, target KL 0.01, 15 backtracks with decay 0.8 (OmniSafe,
+SafePO; the paper's delta is task dependent); gamma 0.99 and GAE lambda 0.95 for reward and cost
+(OmniSafe, SafePO); 64x64 tanh (SPEC, repo-wide); critics Adam lr 1e-3 (OmniSafe, SafePO) in
+512-sample minibatches for 10 passes instead of 64-sample ones (same targets, far fewer optimizer
+calls on CPU); 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
+
+Usage:
+    python baselines/pcpo.py --env-id SafetyCarCircle1-v0
+    python baselines/pcpo.py --env-id SafetyHopperVelocity-v1 --projection l2
+
+progress.csv columns beyond the common ones: jc_used and c, violation (b^T s_r + c, the
+linearised constraint after the reward step), projection_coef (max(0, violation / b^T L^-1 b)),
+projection_size (|projection_coef * L^-1 b|), reward_step_norm, step_norm, kl (measured, accepted
+step), backtracks, accepted, surrogate_improvement, cost_surrogate_change, cg residuals, value
+losses.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+try:  # torch's optimizers load triton lazily, and in this pinned stack (torch 2.14.1, mujoco 2.3.3)
+    import triton  # noqa: F401  libtriton segfaults when loaded after MuJoCo: load it first.
+except ImportError:  # CPU-only torch builds ship without triton; nothing to do
+    pass
+
+CHECKPOINT_FORMAT_VERSION = 1
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+S_MIN = 1e-12  # b^T L^-1 b below this: the cost gradient vanishes, there is nothing to project on
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of random, numpy, torch, the envs and their action spaces"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
+    wandb_project_name: str = "strpo"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default"""
+    output_dir: str = "runs"
+    """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
+
+    # environment
+    env_id: str = "SafetyCarCircle1-v0"
+    """the Safety-Gymnasium task id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training (all envs together)"""
+    num_envs: int = 4
+    """number of parallel environments"""
+    vector_mode: Literal["auto", "sync", "async"] = "auto"
+    """vector env kind; auto = async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    steps_per_epoch: int = 15_000
+    """environment steps per epoch (all envs together); one policy update per epoch (paper 5.2)"""
+    cost_limit: float = 25.0
+    """episode cost budget d of the constraint J_c <= d"""
+
+    # algorithm
+    projection: Literal["kl", "l2"] = "kl"
+    """metric of the projection step: kl (L = H, the paper's default) or l2 (L = I)"""
+    gamma: float = 0.99
+    """discount factor (reward and cost)"""
+    gae_lambda: float = 0.95
+    """GAE lambda (reward and cost)"""
+    target_kl: float = 0.01
+    """KL radius delta of the reward step and of the line-search check on the projected step"""
+    cg_iters: int = 15
+    """conjugate-gradient iterations for H^-1 g and H^-1 b"""
+    cg_damping: float = 0.1
+    """damping added to the Fisher-vector product (H + damping * I)"""
+    backtrack_iters: int = 15
+    """maximum backtracking steps of the line search"""
+    backtrack_coeff: float = 0.8
+    """step shrink factor per backtracking step"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the reward and cost critics"""
+    critic_epochs: int = 10
+    """passes over the epoch's data for each critic"""
+    critic_minibatch_size: int = 512
+    """critic minibatch size"""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of actor and critics (tanh)"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks and environments
+# ----------------------------------------------------------------------------------------------
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "cg_iters", "backtrack_iters",
+                 "critic_epochs", "critic_minibatch_size"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.steps_per_epoch < args.num_envs:
+        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    if args.total_timesteps < args.steps_per_epoch:
+        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    if args.cost_limit < 0:
+        raise SystemExit(f"error: --cost-limit must be non-negative, got {args.cost_limit}")
+    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1):
+        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
+    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
+        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
+
+def make_env(env_id: str):
+    def thunk():
+        import safety_gymnasium
+
+        return safety_gymnasium.make(env_id)
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id) for _ in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Agent: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+# ----------------------------------------------------------------------------------------------
+# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / torch.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, float(torch.sqrt(rr))
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
+    by double backpropagation (Pearlmutter); H is never formed."""
+    params = list(actor.parameters())
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
+    grads = torch.autograd.grad(kl, params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    hvp = torch.autograd.grad(flat_grad @ v, params)
+    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
+
+
+def get_flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    torch.nn.utils.vector_to_parameters(flat, module.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
+# ----------------------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    ckpt = {
+        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
+    corrupt or mismatched file. A different env id with matching dims only warns."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
+    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
+        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
+                         f"this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# PCPO: reward step, projection onto the linearised constraint, line search
+# ----------------------------------------------------------------------------------------------
+def pcpo_projection(reward_step: torch.Tensor, b: torch.Tensor, c: float, Linv_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Project theta_k + reward_step onto {s : b^T s + c <= 0} in the metric L (paper eq. 4),
+    given L^-1 b (H^-1 b for the KL projection, b itself for L2). Closed form (eq. 6/7):
+        s = s_r - max(0, (b^T s_r + c) / (b^T L^-1 b)) L^-1 b
+    A step that already satisfies the linearised constraint is returned unchanged; a violating
+    one lands exactly on the plane b^T s + c = 0."""
+    violation = float(b @ reward_step) + float(c)
+    bLb = float(b @ Linv_b)
+    coef = max(0.0, violation / bLb) if bLb > S_MIN else 0.0
+    step = reward_step - coef * Linv_b
+    return step, {"violation": violation, "projection_coef": coef, "projection_size": float(coef * Linv_b.norm())}
+
+
+def flat_grad(output: torch.Tensor, params: list, retain_graph: bool = False) -> torch.Tensor:
+    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(output, params, retain_graph=retain_graph)])
+
+
+def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, reward_adv: torch.Tensor,
+                cost_adv: torch.Tensor, c: float, args: Args) -> dict:
+    """One PCPO update in place; returns its diagnostics. Raises FloatingPointError on a
+    non-finite gradient or step (the caller aborts without writing a checkpoint)."""
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
+
+    def surrogates() -> tuple[torch.Tensor, torch.Tensor]:
+        ratio = torch.exp(actor.distribution(norm_obs).log_prob(actions).sum(-1) - old_logp)
+        return (ratio * reward_adv).mean(), (ratio * cost_adv).mean()
+
+    params = list(actor.parameters())
+    reward_surr, cost_surr = surrogates()
+    g = flat_grad(reward_surr, params, retain_graph=True)
+    b = flat_grad(cost_surr, params)
+    if not (torch.isfinite(g).all() and torch.isfinite(b).all()):
+        raise FloatingPointError("non-finite reward or cost policy gradient")
+    fvp = lambda v: fisher_vector_product(actor, norm_obs, v, args.cg_damping)  # noqa: E731
+    # step 1 (eq. 3): TRPO step on the reward surrogate, on the boundary of the KL ball
+    Hinv_g, cg_residual_g = conjugate_gradient(fvp, g, args.cg_iters)
+    reward_step = torch.sqrt(2 * args.target_kl / (g @ Hinv_g + 1e-12)) * Hinv_g
+    # step 2 (eq. 4): projection in the KL metric (L = H) or the Euclidean one (L = I)
+    if args.projection == "kl":
+        Linv_b, cg_residual_b = conjugate_gradient(fvp, b, args.cg_iters)
+    else:
+        Linv_b, cg_residual_b = b, 0.0
+    step, info = pcpo_projection(reward_step, b, c, Linv_b)
+    if not torch.isfinite(step).all():
+        raise FloatingPointError("non-finite PCPO step")
+
+    # safeguard line search (not in the paper; OmniSafe/SafePO): measured KL and cost slack
+    theta_old = get_flat_params(actor)
+    reward_old, cost_old = float(reward_surr.detach()), float(cost_surr.detach())
+    accepted, kl, reward_new, cost_new = False, 0.0, reward_old, cost_old
+    for j in range(args.backtrack_iters):
+        set_flat_params(actor, theta_old + args.backtrack_coeff**j * step)
+        with torch.no_grad():
+            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+            reward_new, cost_new = (float(x) for x in surrogates())
+        finite = all(math.isfinite(x) for x in (kl, reward_new, cost_new))
+        if finite and kl <= args.target_kl and cost_new - cost_old <= max(-c, 0.0):
+            accepted = True
+            break
+    if not accepted:
+        set_flat_params(actor, theta_old)
+        kl, reward_new, cost_new = 0.0, reward_old, cost_old
+    return {**info, "reward_step_norm": float(reward_step.norm()), "step_norm": float(step.norm()),
+            "kl": kl, "accepted": int(accepted), "backtracks": j if accepted else args.backtrack_iters,
+            "surrogate_improvement": reward_new - reward_old, "cost_surrogate_change": cost_new - cost_old,
+            "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b}
+
+
+def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, returns: torch.Tensor,
+               args: Args) -> float:
+    """Regress V(s) on its GAE returns in large minibatches; returns the mean loss (NaN-guarded)."""
+    losses = []
+    for _ in range(args.critic_epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], args.critic_minibatch_size):
+            idx = perm[start:start + args.critic_minibatch_size]
+            loss = (critic(norm_obs[idx]).squeeze(-1) - returns[idx]).pow(2).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def main(args: Args) -> Path:
+    """Train PCPO; returns the run folder."""
+    validate_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, save_code=True, dir=str(run_dir))
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    # The per-step policy call sees a handful of observations: extra intra-op threads only fight
+    # the simulator (and the async env workers) for a small CPU; one thread is faster here.
+    torch.set_num_threads(1)
+
+    # envs
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
+    envs.single_action_space.seed(args.seed)
+    import gymnasium
+
+    max_episode_steps = gymnasium.envs.registry[args.env_id].max_episode_steps or 1000
+
+    # agent: actor, separate reward and cost critics (SPEC 3)
+    obs_rms = RunningMeanStd((obs_dim,))
+    actor = Actor(obs_dim, act_dim, args.hidden_sizes)
+    reward_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    cost_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    reward_critic_opt = torch.optim.Adam(reward_critic.parameters(), lr=args.critic_lr)
+    cost_critic_opt = torch.optim.Adam(cost_critic.parameters(), lr=args.critic_lr)
+
+    # pre-allocated rollout storage (raw observations; SPEC 3)
+    num_steps = args.steps_per_epoch // args.num_envs
+    batch_size = num_steps * args.num_envs
+    num_epochs = args.total_timesteps // batch_size
+    obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    next_obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    act_buf = np.zeros((num_steps, args.num_envs, act_dim), np.float32)
+    rew_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    cost_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    term_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    end_buf = np.zeros((num_steps, args.num_envs), np.float64)
+
+    obs, _ = envs.reset(seed=args.seed)
+    ep_ret = np.zeros(args.num_envs)
+    ep_cost = np.zeros(args.num_envs)
+    ep_len = np.zeros(args.num_envs, np.int64)
+    global_step, total_cost = 0, 0.0
+    jc_used, ep_len_used = None, float(max_episode_steps)  # J_c and T of the constraint c = (J_c - d) / T
+    progress_path = run_dir / "progress.csv"
+    csv_file, writer = open(progress_path, "w", newline=""), None
+    start_time = time.time()
+    print(f"run {run_name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
+
+    for epoch in range(1, num_epochs + 1):
+        epoch_start = time.time()
+        finished_ret, finished_cost, finished_len = [], [], []
+        # ---------------- rollout: the policy is called once per step for all envs ----------------
+        for t in range(num_steps):
+            obs_buf[t] = obs
+            with torch.no_grad():
+                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+                action = dist.sample().numpy()
+            act_buf[t] = action
+            obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
+            rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
+            done = np.logical_or(terminated, truncated)
+            end_buf[t] = done
+            next_obs_buf[t] = obs
+            ep_ret += reward
+            ep_cost += cost
+            ep_len += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                    finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
+                ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+        global_step += batch_size
+        total_cost += float(cost_buf.sum())
+
+        # ---------------- advantages (normaliser refreshed once, then fixed for the update) --------
+        obs_rms.update(obs_buf.reshape(-1, obs_dim))
+        b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
+        b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
+        b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
+        with torch.no_grad():
+            shape = (num_steps, args.num_envs)
+            r_values = reward_critic(b_obs).squeeze(-1).numpy().reshape(shape)
+            r_next = reward_critic(b_next_obs).squeeze(-1).numpy().reshape(shape)
+            c_values = cost_critic(b_obs).squeeze(-1).numpy().reshape(shape)
+            c_next = cost_critic(b_next_obs).squeeze(-1).numpy().reshape(shape)
+        reward_adv, reward_ret = compute_gae(rew_buf, r_values, r_next, term_buf, end_buf, args.gamma, args.gae_lambda)
+        cost_adv, cost_ret = compute_gae(cost_buf, c_values, c_next, term_buf, end_buf, args.gamma, args.gae_lambda)
+        reward_adv = torch.as_tensor(reward_adv.reshape(-1), dtype=torch.float32)
+        reward_adv = (reward_adv - reward_adv.mean()) / (reward_adv.std() + 1e-8)
+        cost_adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
+        cost_adv = cost_adv - cost_adv.mean()  # centred only: its scale must match c (docstring)
+
+        # ---------------- constraint value c = (J_c - d) / T from the finished episodes -------------
+        if finished_cost:
+            jc_used, ep_len_used = float(np.mean(finished_cost)), float(np.mean(finished_len))
+        elif jc_used is None:  # nothing finished yet: the epoch's cost rate over a full episode
+            jc_used = float(cost_buf.mean()) * max_episode_steps
+        c = (jc_used - args.cost_limit) / ep_len_used
+
+        # ---------------- policy: PCPO reward step and projection ----------------
+        try:
+            diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
+            reward_value_loss = fit_critic(reward_critic, reward_critic_opt, b_obs,
+                                           torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args)
+            cost_value_loss = fit_critic(cost_critic, cost_critic_opt, b_obs,
+                                         torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32), args)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+
+        # ---------------- logging ----------------
+        now = time.time()
+        row = {
+            "global_step": global_step, "epoch": epoch,
+            "ep_ret": float(np.mean(finished_ret)) if finished_ret else float("nan"),
+            "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
+            "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
+            "episodes": len(finished_ret),
+            "cost_rate": total_cost / global_step,
+            "jc_used": jc_used, "c": c,
+            **diag,
+            "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss,
+            "sps": int(batch_size / (now - epoch_start)),
+            "time_elapsed": round(now - start_time, 2),
+        }
+        if writer is None:
+            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+        csv_file.flush()
+        if args.track:
+            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
+        print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
+              f"ep_ret {row['ep_ret']:8.2f} | viol {diag['violation']:8.4f} proj {diag['projection_size']:.3g} "
+              f"kl {diag['kl']:.5f} bt {diag['backtracks']:2d}", flush=True)
+
+    envs.close()
+    csv_file.close()
+    ckpt_path = run_dir / f"{args.exp_name}.pt"
+    save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, "pcpo", args, global_step)
+    print(f"saved {ckpt_path}")
+    if args.track:
+        wandb.finish()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
