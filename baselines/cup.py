@@ -1,0 +1,619 @@
+"""CUP: Constrained Update Projection (Yang, Ji, Dai, Zhang, Li, Pan, NeurIPS 2022).
+
+Two first-order steps per epoch (paper section 4, Algorithm 1):
+
+  1. policy improvement: pi_{k+1/2} maximises the reward surrogate near pi_k, implemented as in
+     the authors' OmniSafe code by PPO-clip on the reward advantage,
+         L_imp(theta) = -mean_t min(ratio_t A^r_t, clip(ratio_t, 1 - eps, 1 + eps) A^r_t),
+     ratio_t = pi_theta(a_t|s_t) / pi_k(a_t|s_t), early-stopped when the mean
+     KL(pi_k || pi_theta) exceeds --target-kl;
+  2. projection: pi_{k+1} minimises the KL to the improved policy plus the nu-weighted cost
+     surrogate of the paper's GAE bound (eq. 14-15, the Lagrangian of the projection problem):
+         L_proj(theta) = mean_s KL(pi_{k+1/2}(.|s) || pi_theta(.|s))
+                         + nu * (1 - gamma * lambda) / (1 - gamma) * mean_t[ratio_t A^c_t],
+     ratio_t again against pi_k (the cost surrogate is the bound's estimate around pi_k),
+     early-stopped when KL(pi_{k+1/2} || pi_theta) exceeds --target-kl.
+  The multiplier is updated once per epoch from the cost gap (Algorithm 1):
+         nu <- max(0, nu + nu_lr * (J_c - d)),
+  J_c the mean cost of the episodes that finished this epoch (if none finished, nu is kept).
+
+`ppo_clip_loss` and `cup_projection_loss` are pure functions of tensors, checked against their
+formulas in tests/test_projection.py, which also checks that the projection lowers the cost
+surrogate of the improved policy when the constraint is violated.
+
+Choices where the paper is silent: reward and cost advantages are both standardised over the
+batch (OmniSafe), so nu weighs two unit-scale terms; both steps share one Adam optimizer; the
+epoch's data is used in 512-sample minibatches for up to 10 passes per step (about the number of
+gradient steps of OmniSafe's 64-sample minibatches on its smaller batches, at a fraction of the
+CPU time); gradients are clipped to norm 0.5 (CleanRL PPO).
+
+Defaults: clip 0.2, policy lr 3e-4, target KL 0.02 (PPO defaults of OmniSafe/SafePO, SPEC);
+nu starts at 0.001 with lr 0.035 (SPEC's Lagrangian defaults shared with PPO-Lag/TRPO-Lag);
+gamma 0.99, GAE lambda 0.95 for reward and cost, which also set the (1 - gamma lambda)/(1 - gamma)
+= 5.95 coefficient (OmniSafe, SafePO); 64x64 tanh (SPEC); critics Adam lr 1e-3 (OmniSafe, SafePO)
+in 512-sample minibatches; 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
+
+Usage:
+    python baselines/cup.py --env-id SafetyCarCircle1-v0
+    python baselines/cup.py --env-id SafetyHopperVelocity-v1 --nu-lr 0.05
+
+progress.csv columns beyond the common ones: nu (the multiplier used this epoch), nu_updated
+(0 when no episode finished), kl (KL(pi_k || pi_{k+1})), kl_improve, kl_projection
+(KL(pi_{k+1/2} || pi_{k+1}), the projection size), improve_epochs, projection_epochs,
+cost_surrogate_improved and cost_surrogate_final (mean ratio * A^c against pi_k after each step),
+reward_surrogate_final, value losses.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+try:  # torch's optimizers load triton lazily, and in this pinned stack (torch 2.14.1, mujoco 2.3.3)
+    import triton  # noqa: F401  libtriton segfaults when loaded after MuJoCo: load it first.
+except ImportError:  # CPU-only torch builds ship without triton; nothing to do
+    pass
+
+CHECKPOINT_FORMAT_VERSION = 1
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
+MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO, the FOCOPS authors' code)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of random, numpy, torch, the envs and their action spaces"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
+    wandb_project_name: str = "strpo"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default"""
+    output_dir: str = "runs"
+    """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
+
+    # environment
+    env_id: str = "SafetyCarCircle1-v0"
+    """the Safety-Gymnasium task id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training (all envs together)"""
+    num_envs: int = 4
+    """number of parallel environments"""
+    vector_mode: Literal["auto", "sync", "async"] = "auto"
+    """vector env kind; auto = async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    steps_per_epoch: int = 15_000
+    """environment steps per epoch (all envs together); one policy update per epoch (paper 5.2)"""
+    cost_limit: float = 25.0
+    """episode cost budget d of the constraint J_c <= d"""
+
+    # algorithm
+    gamma: float = 0.99
+    """discount factor (reward and cost)"""
+    gae_lambda: float = 0.95
+    """GAE lambda (reward and cost); also enters the (1 - gamma*lambda)/(1 - gamma) coefficient"""
+    clip_coef: float = 0.2
+    """PPO clip range eps of the policy-improvement step"""
+    target_kl: float = 0.02
+    """early stop of each step once its mean KL exceeds this"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor (both steps)"""
+    update_epochs: int = 10
+    """maximum passes over the epoch's data in the improvement step"""
+    projection_epochs: int = 10
+    """maximum passes over the epoch's data in the projection step"""
+    minibatch_size: int = 512
+    """actor minibatch size"""
+    nu_init: float = 0.001
+    """initial cost multiplier nu"""
+    nu_lr: float = 0.035
+    """step size of nu <- max(0, nu + nu_lr * (J_c - d))"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the reward and cost critics"""
+    critic_epochs: int = 10
+    """passes over the epoch's data for each critic"""
+    critic_minibatch_size: int = 512
+    """critic minibatch size"""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of actor and critics (tanh)"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks and environments
+# ----------------------------------------------------------------------------------------------
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "update_epochs", "projection_epochs",
+                 "minibatch_size", "critic_epochs", "critic_minibatch_size"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.steps_per_epoch < args.num_envs:
+        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    if args.total_timesteps < args.steps_per_epoch:
+        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    if args.cost_limit < 0:
+        raise SystemExit(f"error: --cost-limit must be non-negative, got {args.cost_limit}")
+    if not (args.target_kl > 0 and 0 < args.gamma < 1 and 0 <= args.gae_lambda <= 1 and args.clip_coef > 0):
+        raise SystemExit("error: need --target-kl > 0, 0 < --gamma < 1 (the CUP coefficient divides by 1 - gamma), 0 <= --gae-lambda <= 1, --clip-coef > 0")
+    if not (args.policy_lr > 0 and args.nu_lr >= 0 and args.nu_init >= 0):
+        raise SystemExit("error: need --policy-lr > 0, --nu-lr >= 0, --nu-init >= 0")
+    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
+        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
+
+def make_env(env_id: str):
+    def thunk():
+        import safety_gymnasium
+
+        return safety_gymnasium.make(env_id)
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id) for _ in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Agent: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+# ----------------------------------------------------------------------------------------------
+# Math helpers: GAE, Gaussian KL
+# ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
+# ----------------------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    ckpt = {
+        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
+    corrupt or mismatched file. A different env id with matching dims only warns."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
+    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
+        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
+                         f"this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# CUP: policy improvement (PPO-clip), then projection (KL to the improved policy + nu * cost)
+# ----------------------------------------------------------------------------------------------
+def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """-mean min(ratio A, clip(ratio, 1 - eps, 1 + eps) A): the improvement step's loss."""
+    ratio = torch.exp(logp - old_logp)
+    return -torch.min(ratio * adv, torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef) * adv).mean()
+
+
+def cup_projection_loss(mean: torch.Tensor, log_std: torch.Tensor, improved_mean: torch.Tensor,
+                        improved_log_std: torch.Tensor, logp: torch.Tensor, old_logp: torch.Tensor,
+                        cost_adv: torch.Tensor, nu: float, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projection loss (paper eq. 14-15): mean_s KL(pi_{k+1/2} || pi_theta)
+    + nu (1 - gamma lambda)/(1 - gamma) mean[ratio A^c], ratio = pi_theta / pi_k. Returns (loss, kl)."""
+    kl = gaussian_kl(improved_mean, improved_log_std, mean, log_std).mean()
+    coef = (1 - gamma * gae_lambda) / (1 - gamma)  # from the GAE form of the paper's cost bound
+    cost_surrogate = (torch.exp(logp - old_logp) * cost_adv).mean()
+    return kl + nu * coef * cost_surrogate, kl
+
+
+def minibatch_indices(n: int, size: int):
+    """A fresh random partition of range(n) into minibatches."""
+    perm = torch.randperm(n)
+    return [perm[i:i + size] for i in range(0, n, size)]
+
+
+def actor_step(actor: Actor, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One clipped Adam step; a non-finite loss or gradient raises before the weights change."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError("non-finite actor loss")
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), MAX_GRAD_NORM)
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError("non-finite actor gradient")
+    optimizer.step()
+
+
+def log_prob(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return actor.distribution(norm_obs).log_prob(actions).sum(-1)
+
+
+def cup_update(actor: Actor, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, actions: torch.Tensor,
+               reward_adv: torch.Tensor, cost_adv: torch.Tensor, nu: float, args: Args) -> dict:
+    """One CUP update (both steps) in place; returns its diagnostics. Raises FloatingPointError on
+    a non-finite loss or gradient (the caller aborts without writing a checkpoint)."""
+    n = norm_obs.shape[0]
+    with torch.no_grad():
+        # clone: log_std comes out as an expanded view of the parameter that the optimizer updates
+        old_mean, old_log_std = (x.clone() for x in actor(norm_obs))
+        old_logp = log_prob(actor, norm_obs, actions)
+
+    # step 1: policy improvement on the reward advantage
+    improve_epochs, kl_improve = 0, 0.0
+    for _ in range(args.update_epochs):
+        for idx in minibatch_indices(n, args.minibatch_size):
+            loss = ppo_clip_loss(log_prob(actor, norm_obs[idx], actions[idx]), old_logp[idx], reward_adv[idx], args.clip_coef)
+            actor_step(actor, optimizer, loss)
+        improve_epochs += 1
+        with torch.no_grad():
+            kl_improve = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+        if kl_improve > args.target_kl:
+            break
+    with torch.no_grad():
+        improved_mean, improved_log_std = (x.clone() for x in actor(norm_obs))
+        cost_surrogate_improved = float((torch.exp(log_prob(actor, norm_obs, actions) - old_logp) * cost_adv).mean())
+
+    # step 2: projection toward the constraint, staying close (in KL) to the improved policy
+    projection_epochs, kl_projection = 0, 0.0
+    for _ in range(args.projection_epochs):
+        for idx in minibatch_indices(n, args.minibatch_size):
+            mean, log_std = actor(norm_obs[idx])
+            logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(actions[idx]).sum(-1)
+            loss, _ = cup_projection_loss(mean, log_std, improved_mean[idx], improved_log_std[idx], logp,
+                                          old_logp[idx], cost_adv[idx], nu, args.gamma, args.gae_lambda)
+            actor_step(actor, optimizer, loss)
+        projection_epochs += 1
+        with torch.no_grad():
+            kl_projection = float(mean_kl(actor, norm_obs, improved_mean, improved_log_std))
+        if kl_projection > args.target_kl:
+            break
+
+    with torch.no_grad():
+        ratio = torch.exp(log_prob(actor, norm_obs, actions) - old_logp)
+        kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+    return {"kl": kl, "kl_improve": kl_improve, "kl_projection": kl_projection, "improve_epochs": improve_epochs,
+            "projection_epochs": projection_epochs, "cost_surrogate_improved": cost_surrogate_improved,
+            "cost_surrogate_final": float((ratio * cost_adv).mean()),
+            "reward_surrogate_final": float((ratio * reward_adv).mean())}
+
+
+def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, returns: torch.Tensor,
+               args: Args) -> float:
+    """Regress V(s) on its GAE returns in large minibatches; returns the mean loss (NaN-guarded)."""
+    losses = []
+    for _ in range(args.critic_epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], args.critic_minibatch_size):
+            idx = perm[start:start + args.critic_minibatch_size]
+            loss = (critic(norm_obs[idx]).squeeze(-1) - returns[idx]).pow(2).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def main(args: Args) -> Path:
+    """Train CUP; returns the run folder."""
+    validate_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = Path(args.output_dir) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
+                   name=run_name, save_code=True, dir=str(run_dir))
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(TORCH_THREADS)
+
+    # envs
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
+    envs.single_action_space.seed(args.seed)
+    # agent: actor, separate reward and cost critics (SPEC 3)
+    obs_rms = RunningMeanStd((obs_dim,))
+    actor = Actor(obs_dim, act_dim, args.hidden_sizes)
+    reward_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    cost_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
+    reward_critic_opt = torch.optim.Adam(reward_critic.parameters(), lr=args.critic_lr)
+    cost_critic_opt = torch.optim.Adam(cost_critic.parameters(), lr=args.critic_lr)
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    nu = args.nu_init  # cost multiplier
+
+    # pre-allocated rollout storage (raw observations; SPEC 3)
+    num_steps = args.steps_per_epoch // args.num_envs
+    batch_size = num_steps * args.num_envs
+    num_epochs = args.total_timesteps // batch_size
+    obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    next_obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
+    act_buf = np.zeros((num_steps, args.num_envs, act_dim), np.float32)
+    rew_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    cost_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    term_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    end_buf = np.zeros((num_steps, args.num_envs), np.float64)
+
+    obs, _ = envs.reset(seed=args.seed)
+    ep_ret = np.zeros(args.num_envs)
+    ep_cost = np.zeros(args.num_envs)
+    ep_len = np.zeros(args.num_envs, np.int64)
+    global_step, total_cost = 0, 0.0
+    progress_path = run_dir / "progress.csv"
+    csv_file, writer = open(progress_path, "w", newline=""), None
+    start_time = time.time()
+    print(f"run {run_name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
+
+    for epoch in range(1, num_epochs + 1):
+        epoch_start = time.time()
+        finished_ret, finished_cost, finished_len = [], [], []
+        # ---------------- rollout: the policy is called once per step for all envs ----------------
+        for t in range(num_steps):
+            obs_buf[t] = obs
+            with torch.no_grad():
+                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+                action = dist.sample().numpy()
+            act_buf[t] = action
+            obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
+            rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
+            done = np.logical_or(terminated, truncated)
+            end_buf[t] = done
+            next_obs_buf[t] = obs
+            ep_ret += reward
+            ep_cost += cost
+            ep_len += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                    finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
+                ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+        global_step += batch_size
+        total_cost += float(cost_buf.sum())
+
+        # ---------------- advantages (normaliser refreshed once, then fixed for the update) --------
+        obs_rms.update(obs_buf.reshape(-1, obs_dim))
+        b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
+        b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
+        b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
+        with torch.no_grad():
+            shape = (num_steps, args.num_envs)
+            r_values = reward_critic(b_obs).squeeze(-1).numpy().reshape(shape)
+            r_next = reward_critic(b_next_obs).squeeze(-1).numpy().reshape(shape)
+            c_values = cost_critic(b_obs).squeeze(-1).numpy().reshape(shape)
+            c_next = cost_critic(b_next_obs).squeeze(-1).numpy().reshape(shape)
+        reward_adv, reward_ret = compute_gae(rew_buf, r_values, r_next, term_buf, end_buf, args.gamma, args.gae_lambda)
+        cost_adv, cost_ret = compute_gae(cost_buf, c_values, c_next, term_buf, end_buf, args.gamma, args.gae_lambda)
+        reward_adv = torch.as_tensor(reward_adv.reshape(-1), dtype=torch.float32)
+        reward_adv = (reward_adv - reward_adv.mean()) / (reward_adv.std() + 1e-8)
+        cost_adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
+        cost_adv = (cost_adv - cost_adv.mean()) / (cost_adv.std() + 1e-8)
+
+        # ---------------- multiplier: nu <- max(0, nu + nu_lr (J_c - d)) (Algorithm 1) ----------------
+        nu_updated = bool(finished_cost)  # no finished episode: keep nu (SPEC 6)
+        if nu_updated:
+            nu = max(0.0, nu + args.nu_lr * (float(np.mean(finished_cost)) - args.cost_limit))
+
+        # ---------------- policy: improvement step, then projection step ----------------
+        try:
+            diag = cup_update(actor, actor_opt, b_obs, b_act, reward_adv, cost_adv, nu, args)
+            reward_value_loss = fit_critic(reward_critic, reward_critic_opt, b_obs,
+                                           torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args)
+            cost_value_loss = fit_critic(cost_critic, cost_critic_opt, b_obs,
+                                         torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32), args)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --policy-lr or another --seed")
+
+        # ---------------- logging ----------------
+        now = time.time()
+        row = {
+            "global_step": global_step, "epoch": epoch,
+            "ep_ret": float(np.mean(finished_ret)) if finished_ret else float("nan"),
+            "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
+            "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
+            "episodes": len(finished_ret),
+            "cost_rate": total_cost / global_step,
+            "nu": nu, "nu_updated": int(nu_updated),
+            **diag,
+            "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss,
+            "sps": int(batch_size / (now - epoch_start)),
+            "time_elapsed": round(now - start_time, 2),
+        }
+        if writer is None:
+            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+            writer.writeheader()
+        writer.writerow(row)
+        csv_file.flush()
+        if args.track:
+            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
+        print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
+              f"ep_ret {row['ep_ret']:8.2f} | nu {nu:.4f} | kl {diag['kl']:.5f} proj {diag['kl_projection']:.5f} "
+              f"ep {diag['improve_epochs']}+{diag['projection_epochs']}", flush=True)
+
+    envs.close()
+    csv_file.close()
+    ckpt_path = run_dir / f"{args.exp_name}.pt"
+    save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, "cup", args, global_step)
+    print(f"saved {ckpt_path}")
+    if args.track:
+        wandb.finish()
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
