@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 test: venv
-	MUJOCO_GL=egl $(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests
 
 # Trains pi_unsafe on SafetyCarCircle1-v0 with a small budget (see README for the full commands).
 train-unsafe: venv

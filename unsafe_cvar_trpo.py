@@ -50,6 +50,7 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import tyro
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
 torch.set_num_threads(1)  # as the scripts do: 2+ threads spin-wait when envs share the 2 cores
 
