@@ -67,6 +67,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch._dynamo  # noqa: E402,F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn  # noqa: E402
 import tyro  # noqa: E402
 
@@ -76,6 +77,8 @@ LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action bo
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 PAPER_RATES = tuple(round(0.1 * i, 1) for i in range(11))  # alpha in {0.0, 0.1, ..., 1.0}
 DEFAULT_COST_LIMIT = 25.0  # SPEC 3; drawn on the cost figure when a checkpoint does not state one
+TORCH_THREADS = 1  # a forward pass on a few rows gains nothing from threads; 2+ threads spin-wait when
+# envs share the cores (measured here: 0.9 ms instead of 20 us per linear layer on a busy machine)
 RATE_KEY_SCALE = 1_000_000  # the rate enters the seed as round(rate * 1e6): 0.1 and 0.1000000001 agree
 CSV_NAME, EPISODES_NAME = "robustness.csv", "episodes.csv"
 REWARD_PNG, COST_PNG = "reward_vs_alpha.png", "cost_vs_alpha.png"
@@ -121,6 +124,8 @@ def safety_env_ids() -> list[str]:
 def validate_args(args: Args) -> None:
     """One-line errors for bad input, raised before anything is built."""
     if args.plot_only is not None:
+        if args.checkpoints:
+            raise SystemExit("error: --plot-only redraws figures from a CSV; do not combine it with --checkpoints")
         if not Path(args.plot_only).is_file():
             raise SystemExit(f"error: --plot-only file not found: {args.plot_only}")
         return
@@ -455,6 +460,7 @@ def plot(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     policy = "deterministic" if all(r["deterministic"] for r in rows) else "stochastic"
     limits = {float(r["cost_limit"]) for r in rows}
     budget = f"{episodes[0]} episodes per rate" if len(episodes) == 1 else f"{episodes[0]}-{episodes[-1]} episodes per rate"
+    band_alpha = 0.2 if len(checkpoints) <= 3 else 0.1  # many overlapping bands would hide the lines
     paths = []
     for name, ylabel, png in (("reward", "episode reward", REWARD_PNG), ("cost", "episode cost", COST_PNG)):
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -465,11 +471,12 @@ def plot(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
             color = plt.cm.tab10(idx % 10)
             ax.plot(rate, mean, marker="o", markersize=4, color=color, label=labels[ckpt])
             # +-std band clipped to the observed range: a cost band below 0 would show the impossible
-            ax.fill_between(rate, np.maximum(mean - std, lo), np.minimum(mean + std, hi), color=color, alpha=0.2,
-                            linewidth=0)
-        if name == "cost" and len(limits) == 1:
-            limit = limits.pop()
-            ax.axhline(limit, color="black", linestyle="--", linewidth=1, label=f"cost limit d = {limit:g}")
+            ax.fill_between(rate, np.maximum(mean - std, lo), np.minimum(mean + std, hi), color=color,
+                            alpha=band_alpha, linewidth=0)
+        if name == "cost":  # the budget each policy was trained for (several if they differ)
+            for k, limit in enumerate(sorted(limits)):
+                ax.axhline(limit, color="black", linestyle=("--", ":", "-.")[k % 3], linewidth=1,
+                           label=f"cost limit d = {limit:g}")
         ax.set_xlabel(r"attack rate $\alpha$ (probability an action is replaced by a uniform random one)")
         ax.set_ylabel(f"{ylabel}: mean, $\\pm$std band (within min-max)")
         ax.set_title(f"{', '.join(env_ids)}: {ylabel} under random-action attack\n{budget}, {policy} policy actions")
@@ -508,9 +515,7 @@ def main(args: Args) -> Path:
     (out_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
 
     torch.manual_seed(args.seed)
-    # a forward pass on a few rows gains nothing from threads, and on a busy machine torch's
-    # thread pool made each call ~50x slower (measured: 0.9 ms vs 20 us per linear layer)
-    torch.set_num_threads(1)
+    torch.set_num_threads(TORCH_THREADS)
     num_envs = min(args.num_envs, args.episodes)  # an env with a zero quota would only burn steps
     envs = make_vector_env(env_id, num_envs, args.vector_mode)
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]

@@ -18,15 +18,6 @@ ra = load_script(ROOT / "robustness_attack.py")
 trainer = load_script(ROOT / "unsafe_cvar_trpo.py")  # writes the common checkpoint format
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny forward passes; a thread pool only adds contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def trained_looking_policy(seed=0):
     """An actor and normaliser away from their init, so the policy's actions vary with the state."""
     gen = torch.Generator().manual_seed(seed)
@@ -317,6 +308,9 @@ def test_bad_flags_fail_with_one_line_errors(tmp_path):
     with pytest.raises(SystemExit) as excinfo:
         ra.main(ra.Args(plot_only=str(ckpt)))  # not a CSV
     one_line_error(excinfo)
+    with pytest.raises(SystemExit) as excinfo:
+        ra.main(ra.Args(plot_only=str(ckpt), checkpoints=(ckpt,)))
+    assert "do not combine" in one_line_error(excinfo)
 
 
 def test_help_documents_every_flag():
