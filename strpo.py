@@ -404,6 +404,13 @@ def zscore(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + ADV_EPS)
 
 
+def joint_advantage(reward_adv: torch.Tensor, cost_adv: torch.Tensor, lambda_cost: float, use_cost: bool = True) -> torch.Tensor:
+    """A~joint = A~r - lambda_cost * A~c with each stream z-scored over the batch (eq. 6);
+    without the cost term (--no-joint-advantage) it is A~r alone."""
+    reward_z = zscore(reward_adv)
+    return reward_z - lambda_cost * zscore(cost_adv) if use_cost else reward_z
+
+
 def exclusion_gradient(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, unsafe_mean: torch.Tensor,
                        unsafe_log_std: torch.Tensor, mode: str) -> torch.Tensor:
     """phi of eq. (7): the gradient at theta_k of mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)).
@@ -494,7 +501,7 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
             while alpha_and_margin(lam2)[1] < args.delta2 and lam2 < LAMBDA2_MAX:
                 lam2 = max(lam2 * LAMBDA2_GROWTH, 1e-3)
             feasible = alpha_and_margin(lam2)[1] >= args.delta2
-    alpha, _ = alpha_and_margin(lam2)
+    alpha, predicted_margin = alpha_and_margin(lam2)
     direction = x_g + lam2 * x_phi
     if not torch.isfinite(direction).all() or not math.isfinite(alpha):
         raise FloatingPointError("non-finite search direction")
@@ -541,7 +548,7 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
     return theta_new, {
         "kl": kl_new, "excl_margin": float(phi @ (theta_new - theta_k)), "max_excl_margin": max_margin,
         "kl_unsafe_before": kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after,
-        "lambda2_used": lam2, "step_alpha": alpha, "feasible": int(feasible), "accepted": int(accepted),
+        "lambda2_used": lam2, "predicted_excl_margin": predicted_margin, "step_alpha": alpha, "feasible": int(feasible), "accepted": int(accepted),
         "backtracks": backtracks, "fallback": fallback, "surrogate_change": surr_new - surr_old,
         "cg_residual_g": res_g, "cg_residual_phi": res_phi, "phi_norm": float(phi.norm()),
     }
@@ -701,7 +708,7 @@ def main(args: Args) -> Path:
         global_step += batch_size
         total_cost += float(cost_buf.sum())
 
-        # ---------------- 1. reward and cost GAE, z-scored (eq. 6) ----------------
+        # ---------------- 1. reward and cost GAE (z-scored in joint_advantage, eq. 6) ----------------
         obs_rms.update(obs_buf.reshape(-1, obs_dim))
         b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
         b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
@@ -714,13 +721,13 @@ def main(args: Args) -> Path:
             c_next = cost_critic(b_next_obs).numpy().reshape(shape)
         reward_adv, reward_ret = compute_gae(rew_buf, r_values, r_next, term_buf, end_buf, args.gamma, args.gae_lambda)
         cost_adv, cost_ret = compute_gae(cost_buf, c_values, c_next, term_buf, end_buf, args.gamma, args.gae_lambda)
-        reward_adv_z = zscore(torch.as_tensor(reward_adv.reshape(-1), dtype=torch.float32))
-        cost_adv_z = zscore(torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32))
 
         # ---------------- 2-3. PID multiplier and joint advantage (eq. 6) ----------------
         if finished_cost:
             lambda_cost = pid.update(float(np.mean(finished_cost)))
-        joint_adv = reward_adv_z if args.no_joint_advantage else reward_adv_z - lambda_cost * cost_adv_z
+        joint_adv = joint_advantage(torch.as_tensor(reward_adv.reshape(-1), dtype=torch.float32),
+                                    torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32),
+                                    lambda_cost, use_cost=not args.no_joint_advantage)
 
         # ---------------- 4-9. the safe trust-region step (eq. 7-10) ----------------
         unsafe_mean = unsafe_log_std = None
