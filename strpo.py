@@ -140,6 +140,8 @@ class Args:
     """conjugate-gradient iterations for each of H^-1 g and H^-1 phi"""
     cg_damping: float = 0.1
     """damping added to the Fisher-vector product (H + damping * I)"""
+    fisher_subsample: int = 4
+    """Fisher-vector products use every k-th state of the batch (1 = all; OpenAI Baselines' TRPO uses 5)"""
     backtrack_iters: int = 15
     """maximum backtracking steps of the line search"""
     backtrack_coeff: float = 0.8
@@ -173,7 +175,7 @@ def validate_args(args: Args) -> None:
         close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "cg_iters", "critic_epochs",
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "cg_iters", "critic_epochs",
                  "critic_minibatch_size", "backtrack_iters", "pid_d_delay"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -458,8 +460,10 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
         with torch.no_grad():
             return float(mean_kl(actor, norm_obs, old_mean, old_log_std)), float(surrogate())
 
+    fisher_obs = norm_obs[::args.fisher_subsample]  # H is a mean over states: a subsample estimates it
+
     def Hvp(v: torch.Tensor) -> torch.Tensor:
-        return fisher_vector_product(actor, norm_obs, v, args.cg_damping)
+        return fisher_vector_product(actor, fisher_obs, v, args.cg_damping)
 
     # eq. (7): g, phi; H only through H v
     surr_old = surrogate()

@@ -113,6 +113,8 @@ class Args:
     """conjugate-gradient iterations for H^-1 g"""
     cg_damping: float = 0.1
     """damping added to the Fisher-vector product (H + damping * I)"""
+    fisher_subsample: int = 4
+    """Fisher-vector products use every k-th state of the batch (1 = all; OpenAI Baselines' TRPO uses 5)"""
     backtrack_iters: int = 15
     """maximum backtracking steps of the line search"""
     backtrack_coeff: float = 0.8
@@ -144,7 +146,7 @@ def validate_args(args: Args) -> None:
         close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "num_quantiles", "cg_iters",
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "num_quantiles", "cg_iters",
                  "critic_epochs", "critic_minibatch_size"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -372,9 +374,10 @@ def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: 
     g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
     if not torch.isfinite(g).all():
         raise FloatingPointError("non-finite policy gradient")
+    fisher_obs = norm_obs[::args.fisher_subsample]  # H is a mean over states: a subsample estimates it
     x, cg_residual = conjugate_gradient(
-        lambda v: fisher_vector_product(actor, norm_obs, v, args.cg_damping), g, args.cg_iters)
-    xHx = torch.dot(x, fisher_vector_product(actor, norm_obs, x, args.cg_damping))
+        lambda v: fisher_vector_product(actor, fisher_obs, v, args.cg_damping), g, args.cg_iters)
+    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, args.cg_damping))
     step_size = torch.sqrt(2 * args.target_kl / (xHx + 1e-12))
     full_step = step_size * x
     if not torch.isfinite(full_step).all():
