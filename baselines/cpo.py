@@ -88,6 +88,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
 S_MIN = 1e-12  # b^T H^-1 b below this: the cost gradient vanishes, the constraint has no direction
 LAMBDA_MIN = 1e-8  # floor of lambda* so that 1/lambda* stays finite on a degenerate instance
 
@@ -556,9 +557,7 @@ def main(args: Args) -> Path:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    # The per-step policy call sees a handful of observations: extra intra-op threads only fight
-    # the simulator (and the async env workers) for a small CPU; one thread is faster here.
-    torch.set_num_threads(1)
+    torch.set_num_threads(TORCH_THREADS)
 
     # envs
     envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
