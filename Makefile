@@ -11,7 +11,7 @@ PYTHON310 := $(shell \
 	  [ -n "$$v" ] && [ -x "$$(pyenv root)/versions/$$v/bin/python3.10" ] && echo "$$(pyenv root)/versions/$$v/bin/python3.10"; \
 	fi)
 
-.PHONY: venv test train-unsafe strpo clean-venv
+.PHONY: venv test strpo train-unsafe clean-venv
 
 $(VENV)/.installed: requirements.txt
 	@if [ ! -x "$(PY)" ]; then \
@@ -27,9 +27,13 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest -q tests
 
-# Trains pi_unsafe on SafetyCarCircle1-v0 with a small budget (see README for the full commands).
+# The main job: sTRPO on SafetyCarCircle1-v0 with the shipped pi_unsafe (1M steps; ARGS adds flags).
+strpo: venv
+	$(PY) strpo.py --env-id SafetyCarCircle1-v0 $(ARGS)
+
+# Trains a pi_unsafe on SafetyCarCircle1-v0 (the budget of the shipped one; ARGS adds flags).
 train-unsafe: venv
-	$(PY) unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --total-timesteps 150000
+	$(PY) unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --total-timesteps 150000 $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
