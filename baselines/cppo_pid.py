@@ -27,8 +27,8 @@ measured mean KL(pi_k || pi_theta) on the whole batch exceeds `target_kl`.
 
 Defaults and where they come from:
 - K_P 0.1, K_I 0.01, K_D 0.01, derivative delay 10 epochs, EMA smoothing 0.95 for P and D,
-  multiplier cap 100: OmniSafe's CPPOPID config (Stooke et al. tune the gains per task; these
-  are the benchmark's common values). lambda starts at 0.
+  multiplier cap 100 (Stooke et al.'s penalty_max): the values the OmniSafe/SafePO CPPO-PID
+  benchmarks use (Stooke et al. tune the gains per task). lambda, I and both EMAs start at 0.
 - policy lr 3e-4, clip 0.2, target KL 0.02 with early stop, up to 40 passes, gradient-norm clip
   40: OmniSafe PPO config. Policy minibatches of 512 samples instead of 64: the KL early stop, not
   the number of Adam steps, bounds the update, and 64-sample minibatches are where the reference
@@ -57,7 +57,7 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  (before MuJoCo: triton, which torch.optim loads lazily, segfaults when imported after MuJoCo's EGL)
+import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import tyro
 
@@ -65,6 +65,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
 
 
 @dataclass
@@ -75,8 +76,6 @@ class Args:
     """seed of random, numpy, torch, the envs and their action spaces"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
-    torch_threads: int = 1
-    """torch CPU threads; 1 is fastest for 64x64 networks called on a few observations per step"""
     track: bool = False
     """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
     wandb_project_name: str = "strpo"
@@ -158,7 +157,7 @@ def validate_args(args: Args) -> None:
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
     for name in ("total_timesteps", "num_envs", "steps_per_epoch", "update_epochs", "policy_minibatch_size",
-                 "policy_lr", "critic_epochs", "critic_minibatch_size", "pid_d_delay", "max_grad_norm", "torch_threads"):
+                 "policy_lr", "critic_epochs", "critic_minibatch_size", "pid_d_delay", "max_grad_norm"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.steps_per_epoch < args.num_envs:
@@ -477,8 +476,7 @@ def main(args: Args) -> Path:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    # thread hand-offs cost more than these tiny matmuls (measured: 15x slower rollouts with 2 threads)
-    torch.set_num_threads(args.torch_threads)
+    torch.set_num_threads(TORCH_THREADS)
 
     # envs
     envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)

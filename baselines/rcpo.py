@@ -61,7 +61,7 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  (before MuJoCo: triton, which torch.optim loads lazily, segfaults when imported after MuJoCo's EGL)
+import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import tyro
 
@@ -69,6 +69,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
 
 
 @dataclass
@@ -79,8 +80,6 @@ class Args:
     """seed of random, numpy, torch, the envs and their action spaces"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True` and deterministic torch algorithms"""
-    torch_threads: int = 1
-    """torch CPU threads; 1 is fastest for 64x64 networks called on a few observations per step"""
     track: bool = False
     """if toggled, log to Weights and Biases (works offline with WANDB_MODE=offline)"""
     wandb_project_name: str = "strpo"
@@ -147,7 +146,7 @@ def validate_args(args: Args) -> None:
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
     for name in ("total_timesteps", "num_envs", "steps_per_epoch", "cg_iters", "critic_epochs",
-                 "critic_minibatch_size", "lagrangian_lr", "torch_threads"):
+                 "critic_minibatch_size", "lagrangian_lr"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.steps_per_epoch < args.num_envs:
@@ -473,8 +472,7 @@ def main(args: Args) -> Path:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    # thread hand-offs cost more than these tiny matmuls (measured: 15x slower rollouts with 2 threads)
-    torch.set_num_threads(args.torch_threads)
+    torch.set_num_threads(TORCH_THREADS)
 
     # envs
     envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
