@@ -49,6 +49,8 @@ import json
 import math
 import os
 import random
+import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -65,6 +67,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
 
 
@@ -82,6 +86,9 @@ class Args:
     """the wandb project name"""
     wandb_entity: Optional[str] = None
     """the wandb entity (team); None uses your default"""
+    capture_video: bool = False
+    """if toggled, record every 50th episode of the first env (episode 0 included) to runs/{run_name}/videos/
+    (needs a renderer: MUJOCO_GL=egl when headless); with --track the videos are uploaded to wandb"""
     output_dir: str = "runs"
     """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
 
@@ -151,6 +158,8 @@ def safety_env_ids() -> list[str]:
 
 def validate_args(args: Args) -> None:
     """One-line errors for bad input, raised before anything is built."""
+    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
+        check_renderer()
     ids = safety_env_ids()
     if args.env_id not in ids:
         close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
@@ -174,25 +183,83 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
 
+def check_renderer() -> None:
+    """--capture-video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
+    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
+    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
+    About a second, paid only when recording."""
+    probe = ("try:\n"
+             "    import mujoco\n"
+             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
+             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
+             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
+             "except BaseException as exc:\n"
+             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
+             "    raise SystemExit(1)\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        reason = "timed out"
+    if reason is not None:
+        raise SystemExit(f"error: --capture-video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last
+    call (it writes a file when its episode ends, and the one being recorded when the envs close)."""
+    import wandb
+
+    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
+    if new:
+        logged.update(p.name for p in new)
+        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+
+
 def is_navigation_task(env_id: str) -> bool:
     return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
 
 
-def make_env(env_id: str):
+def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
     def thunk():
         import safety_gymnasium
 
-        return safety_gymnasium.make(env_id)
+        if not (capture_video and idx == 0):
+            return safety_gymnasium.make(env_id)
+        import gymnasium
+
+        # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
+        # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
+        # render_mode only adds rendering: observations and dynamics are unchanged (tested).
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+
+        class KeepRendererOpen(gymnasium.Wrapper):
+            """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
+            renderer then draws black frames from its freed context: ignore that close (the
+            renderer goes with the process; closing frees nothing else here)."""
+
+            def close(self):
+                pass
+
+        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
+        # travels through info and comes back unchanged)
+        return safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True))
 
     return thunk
 
 
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
+                    video_dir: Optional[Path] = None):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
+    With capture_video, env 0 records videos into video_dir."""
     import safety_gymnasium
 
     use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id) for _ in range(num_envs)]
+    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
     if use_async:
         return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
     return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
@@ -478,8 +545,9 @@ def main(args: Args) -> Path:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(TORCH_THREADS)
 
-    # envs
-    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode)
+    # envs (--capture-video: env 0 records into runs/{run_name}/videos/)
+    video_dir, logged_videos = run_dir / "videos", set()
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode, args.capture_video, video_dir)
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
     act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
@@ -600,13 +668,17 @@ def main(args: Args) -> Path:
             writer.writeheader()
         writer.writerow(row)
         csv_file.flush()
+        if args.track and args.capture_video:
+            log_new_videos(video_dir, logged_videos, global_step)
         if args.track:
             wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
               f"ep_ret {row['ep_ret']:8.2f} | lambda {lagrange_multiplier:.4f} | kl {diag['kl']:.5f} "
               f"passes {diag['policy_epochs']:2d}", flush=True)
 
-    envs.close()
+    envs.close()  # also writes the video of an episode still being recorded
+    if args.track and args.capture_video:  # its own key: this step's episodes may be logged already
+        log_new_videos(video_dir, logged_videos, global_step, key="videos/last_episode")
     csv_file.close()
     ckpt_path = run_dir / f"{args.exp_name}.pt"
     save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, "cppo_pid", args, global_step)
