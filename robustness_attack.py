@@ -20,7 +20,10 @@ Outputs in `--out` (default runs/robustness/{env_id}__{unix_time}/):
 - reward_vs_alpha.png, cost_vs_alpha.png: one line per checkpoint with a +-1 std band (the spread
   of episodes, not a confidence interval), like the paper's Figures 13-14; `--plot-only CSV`
   redraws them from a CSV;
-- config.json: the flags.
+- config.json: the flags;
+- with `--video K`: videos/{algo}__{env_id}__alpha{rate}__ep{i}.mp4, K recorded episodes per checkpoint
+  and rate (alpha 0 is plain evaluation), from the overview camera on navigation tasks and the
+  tracking camera on velocity tasks.
 
 Choices this file makes where the paper is silent:
 - Episodes per rate: 100 by default, not the paper's 1000 (`--episodes 1000` reproduces it). 100
@@ -40,11 +43,17 @@ Choices this file makes where the paper is silent:
 - `--stochastic` samples pi(.|s) with a torch Generator seeded the same way; the default is the
   paper's deterministic mean action.
 - The std columns are population std (numpy's default, ddof=0) over the kept episodes.
+- Videos are extra episodes played by a separate one-env rendering env after each rate's CSV
+  episodes, so recording cannot change the CSV. They use the same seeds (env reset `--seed`, attack
+  stream from (seed, rate)); at rate 0 with mean actions the first video is exactly the first CSV
+  episode of env 0. Rendering costs about 50-90 ms a frame here (software EGL): a 500-step
+  CarCircle1 episode takes about 40 s to record.
 
 Usage:
     python robustness_attack.py --checkpoints runs/*/ppo_lag.pt runs/*/strpo.pt
     python robustness_attack.py --checkpoints a.pt b.pt --episodes 1000    # the paper's protocol
     python robustness_attack.py --checkpoints a.pt --rates 0                # plain evaluation
+    MUJOCO_GL=egl python robustness_attack.py --checkpoints a.pt b.pt --rates 0 0.5 --video 2
     python robustness_attack.py --plot-only runs/robustness/SafetyHopperVelocity-v1__1700000000/robustness.csv
 """
 from __future__ import annotations
@@ -54,8 +63,11 @@ import difflib
 import json
 import math
 import os
+import re
+import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,6 +93,8 @@ TORCH_THREADS = 1  # a forward pass on a few rows gains nothing from threads; 2+
 # envs share the cores (measured here: 0.9 ms instead of 20 us per linear layer on a busy machine)
 RATE_KEY_SCALE = 1_000_000  # the rate enters the seed as round(rate * 1e6): 0.1 and 0.1000000001 agree
 CSV_NAME, EPISODES_NAME = "robustness.csv", "episodes.csv"
+VIDEO_DIR = "videos"  # --video K writes {out}/videos/{algo}__{env_id}__alpha{rate}__ep{i}.mp4
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 REWARD_PNG, COST_PNG = "reward_vs_alpha.png", "cost_vs_alpha.png"
 CSV_COLUMNS = ("checkpoint", "algo", "env_id", "rate", "episodes", "reward_mean", "reward_std", "reward_min",
                "reward_max", "cost_mean", "cost_std", "cost_min", "cost_max", "length_mean", "cost_limit", "seed",
@@ -109,6 +123,9 @@ class Args:
     deterministic: bool = True
     """policy acts with its mean action (the paper's protocol); --no-deterministic (or its synonym
     --stochastic) samples from the Gaussian policy instead"""
+    video: int = 0
+    """record this many episodes per checkpoint and rate to {out}/videos/{algo}__{env_id}__alpha{rate}__ep{i}.mp4
+    (extra episodes with the same seeds, the CSV is unchanged; needs a renderer: MUJOCO_GL=egl when headless)"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,6 +162,34 @@ def validate_args(args: Args) -> None:
     dupes = [p for p, n in Counter(str(Path(p).resolve()) for p in args.checkpoints).items() if n > 1]
     if dupes:
         raise SystemExit(f"error: checkpoint given twice: {', '.join(dupes)}")
+    if args.video < 0:
+        raise SystemExit(f"error: --video must be 0 (off) or a number of episodes, got {args.video}")
+    if args.video:
+        check_renderer()
+
+
+def check_renderer() -> None:
+    """--video needs an off-screen OpenGL renderer: fail now with one line, not after the CSV
+    episodes. A child process renders one frame of a tiny MuJoCo model with the renderer the envs
+    will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
+    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
+    About a second, paid only when recording."""
+    probe = ("try:\n"
+             "    import mujoco\n"
+             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
+             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
+             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
+             "except BaseException as exc:\n"
+             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
+             "    raise SystemExit(1)\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        reason = "timed out"
+    if reason is not None:
+        raise SystemExit(f"error: --video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 
 def check_env_id(env_id: str) -> None:
@@ -177,6 +222,53 @@ def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
     if use_async:
         return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
     return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+def make_video_env(env_id: str, video_dir: Path, name_prefix: str, episodes: int):
+    """A one-env vector env that records its first `episodes` episodes to
+    video_dir/{name_prefix}-episode-{i}.mp4: navigation tasks from the fixed overview camera (the
+    whole arena in view), velocity tasks from MuJoCo's default "track" camera (follows the robot).
+    render_mode only adds rendering: observations and dynamics are unchanged (tested)."""
+    import gymnasium
+    import safety_gymnasium
+
+    class KeepRendererOpen(gymnasium.Wrapper):
+        """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
+        renderer then draws black frames from its freed context: ignore that close (the renderer is
+        freed when the env is garbage-collected)."""
+
+        def close(self):
+            pass
+
+    def thunk():
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it
+        return safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
+            e, str(video_dir), episode_trigger=lambda episode: episode < episodes, name_prefix=name_prefix,
+            disable_logger=True))
+
+    return safety_gymnasium.vector.SafetySyncVectorEnv([thunk])
+
+
+def record_videos(actor: Actor, obs_rms: RunningMeanStd, env_id: str, rate: float, episodes: int, seed: int,
+                  deterministic: bool, video_dir: Path, name: str) -> tuple[list[Path], dict]:
+    """Play `episodes` more episodes at `rate` on a separate rendering env (the CSV's envs are not
+    touched) and write video_dir/{name}__ep{i}.mp4; returns the files and the episodes' results."""
+    video_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():  # one folder for all videos is intended: RecordVideo would warn every time
+        warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+        envs = make_video_env(env_id, video_dir, name, episodes)
+    try:
+        result = evaluate(actor, obs_rms, env_id, rate, episodes, seed=seed, deterministic=deterministic, envs=envs)
+    finally:
+        envs.close()
+    paths = []
+    for i in range(episodes):  # RecordVideo's names -> {name}__ep{i}.mp4; drop its metadata files
+        os.replace(video_dir / f"{name}-episode-{i}.mp4", video_dir / f"{name}__ep{i}.mp4")
+        (video_dir / f"{name}-episode-{i}.meta.json").unlink(missing_ok=True)
+        paths.append(video_dir / f"{name}__ep{i}.mp4")
+    return paths, result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -529,6 +621,7 @@ def main(args: Args) -> Path:
           f"{args.episodes} episodes, {num_envs} {type(envs).__name__}, {policy} policy actions", flush=True)
 
     rows, episode_rows = [], []
+    labels = legend_labels([p for p, _, _, _ in loaded], [str(ckpt["algo"]) for _, _, _, ckpt in loaded])
     start = time.time()
     interactive = sys.stdout.isatty()
     try:
@@ -558,6 +651,13 @@ def main(args: Args) -> Path:
                       f"reward {stats['reward_mean']:9.2f} +- {stats['reward_std']:7.2f} | cost {stats['cost_mean']:7.2f} "
                       f"+- {stats['cost_std']:6.2f} | len {stats['length_mean']:6.1f} | {time.time() - rate_start:6.1f}s "
                       f"(total {time.time() - start:6.1f}s)", flush=True)
+                if args.video:
+                    # the label tells apart checkpoints of one algorithm; a file name keeps [A-Za-z0-9_.-]
+                    name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', labels[path]).strip('-')}__{env_id}__alpha{rate:g}"
+                    paths, video_result = record_videos(actor, obs_rms, env_id, rate, args.video, args.seed,
+                                                        args.deterministic, out_dir / VIDEO_DIR, name)
+                    print(f"{tag} | alpha {rate:.2f} | wrote {len(paths)} video(s) {VIDEO_DIR}/{name}__ep*.mp4 | "
+                          f"episode costs {', '.join(f'{c:g}' for c in video_result['cost'])}", flush=True)
     finally:
         envs.close()
 
