@@ -58,6 +58,7 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
+import torch.nn.functional as F
 import tyro
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -351,12 +352,12 @@ def cvar_from_quantiles(quantiles: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float) -> torch.Tensor:
     """QR-DQN quantile-Huber loss. pred [B, N] quantiles at taus, target [B, M] samples.
-    rho_tau(u) = |tau - 1{u < 0}| * Huber_kappa(u) / kappa, summed over i, averaged over j and B."""
-    u = target.unsqueeze(1) - pred.unsqueeze(2)  # [B, N, M]: u_ij = target_j - pred_i
-    abs_u = u.abs()
-    huber = torch.where(abs_u <= kappa, 0.5 * u.pow(2), kappa * (abs_u - 0.5 * kappa))
-    weight = (taus.view(1, -1, 1) - (u.detach() < 0).float()).abs()
-    return (weight * huber / kappa).mean(2).sum(1).mean()
+    rho_tau(u) = |tau - 1{u < 0}| * Huber_kappa(u) / kappa with u_ij = target_j - pred_i, summed over
+    i, averaged over j and B. torch's fused huber_loss is 3-4x faster than writing Huber out."""
+    pred_ij, target_ij = torch.broadcast_tensors(pred.unsqueeze(2), target.unsqueeze(1))  # [B, N, M]
+    huber = F.huber_loss(pred_ij, target_ij, reduction="none", delta=kappa)
+    weight = (taus.view(1, -1, 1) - (target_ij < pred_ij).float()).abs()  # u < 0  <=>  target < pred
+    return (weight * huber).mean(2).sum(1).mean() / kappa
 
 
 # ----------------------------------------------------------------------------------------------
