@@ -91,6 +91,8 @@ class Args:
     """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
     save_to: Optional[str] = None
     """also write the final checkpoint to this path (e.g. unsafe_policies/{env_id}.pt)"""
+    init_from: Optional[str] = None
+    """continue from this checkpoint's policy and normaliser (critic starts afresh); steps count on from it"""
 
     # environment
     env_id: str = "SafetyCarCircle1-v0"
@@ -568,6 +570,14 @@ def main(args: Args) -> Path:
     else:
         critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=args.critic_lr)
+    start_step = 0
+    if args.init_from:  # warm start: a longer training split over several runs
+        init_actor, init_rms, init_meta = load_checkpoint(args.init_from, args.env_id, obs_dim, act_dim)
+        if tuple(init_meta["hidden_sizes"]) != tuple(args.hidden_sizes):
+            raise SystemExit(f"error: {args.init_from} has hidden sizes {init_meta['hidden_sizes']}, not --hidden-sizes {args.hidden_sizes}")
+        actor.load_state_dict(init_actor.state_dict())
+        obs_rms.load_state_dict(init_rms.state_dict())
+        start_step = int(init_meta["global_step"])
 
     def cost_value(norm_obs: torch.Tensor) -> torch.Tensor:
         """V(s) that drives the GAE: V_CVaR (eq. 4) or the mean critic."""
@@ -590,7 +600,7 @@ def main(args: Args) -> Path:
     ep_ret = np.zeros(args.num_envs)
     ep_cost = np.zeros(args.num_envs)
     ep_len = np.zeros(args.num_envs, np.int64)
-    global_step, total_cost = 0, 0.0
+    global_step, total_cost = start_step, 0.0
     progress_path = run_dir / "progress.csv"
     csv_file, writer = open(progress_path, "w", newline=""), None
     start_time = time.time()
@@ -674,7 +684,7 @@ def main(args: Args) -> Path:
             "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
             "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
             "episodes": len(finished_ret),
-            "cost_rate": total_cost / global_step,
+            "cost_rate": total_cost / (global_step - start_step),
             "cvar_estimate": float(values.mean()) if args.critic == "cvar" else float("nan"),
             "cost_value": float(values.mean()),
             "critic_loss": float(np.mean(critic_losses)),

@@ -89,8 +89,8 @@ def test_trpo_update_on_real_rollout_never_exceeds_delta_in_measured_kl(seed):
 
 
 def _short_run(tmp_path, env_id, **kw):
-    args = m.Args(env_id=env_id, total_timesteps=2000, steps_per_epoch=1000, num_envs=2,
-                  output_dir=str(tmp_path), **kw)
+    kw = {"total_timesteps": 2000, "steps_per_epoch": 1000, "num_envs": 2, **kw}
+    args = m.Args(env_id=env_id, output_dir=str(tmp_path), **kw)
     run_dir = m.main(args)
     with open(run_dir / "progress.csv") as f:
         rows = list(csv.DictReader(f))
@@ -119,6 +119,22 @@ def test_short_real_run_writes_progress_and_a_loadable_checkpoint(tmp_path, env_
         assert meta["algo"] == ("cvar_trpo_unsafe" if critic == "cvar" else "trpo_unsafe")
         assert meta["global_step"] == 2000 and meta["env_id"] == env_id
     assert (run_dir / "config.json").exists()
+
+
+def test_init_from_continues_the_policy_and_the_step_count(tmp_path):
+    _, run_dir, _ = _short_run(tmp_path / "a", "SafetyHopperVelocity-v1", total_timesteps=1000)
+    first = run_dir / "unsafe_cvar_trpo.pt"
+    actor0, rms0, _ = m.load_checkpoint(first)
+    args = m.Args(env_id="SafetyHopperVelocity-v1", total_timesteps=1000, steps_per_epoch=1000, num_envs=2,
+                  output_dir=str(tmp_path / "b"), init_from=str(first), target_kl=1e-12)  # no step can pass
+    run_b = m.main(args)
+    actor1, rms1, meta = m.load_checkpoint(run_b / "unsafe_cvar_trpo.pt")
+    assert meta["global_step"] == 2000
+    for k, v in actor0.state_dict().items():  # every line-search step was rejected: the policy is the loaded one
+        assert torch.equal(v, actor1.state_dict()[k]), k
+    assert rms1.count > rms0.count  # the normaliser carried on with the new data
+    with open(run_b / "progress.csv") as f:
+        assert [int(r["global_step"]) for r in csv.DictReader(f)] == [2000]
 
 
 def test_same_seed_gives_identical_progress_rows(tmp_path):
