@@ -19,14 +19,24 @@ reaches a comparable level (measure it and say so)"). This script measures it, p
    minibatch size and see the SAME shuffling generator; each is trained with Adam (lr 1e-3) on the
    MSE to its returns for `--critic-epochs` passes of shuffled minibatches, exactly the loop of the
    scripts. Settings are interleaved within each seed, so machine load affects all of them alike.
-4. Report, per minibatch size (means over seeds): the wall time of training both critics, the number
-   of gradient steps per critic, the final full-batch MSE on the training batch and on the held-out
+   `--extra-settings` adds settings MINIBATCHxEPOCHS[@LR] trained the same way, to find what a large
+   minibatch needs when 10 epochs at lr 1e-3 fall short (defaults: 512x20@0.003 and 512x30@0.003,
+   2-3x the passes with a 3x larger Adam lr, still far fewer steps than 64x10; 512x80 would match
+   64x10's gradient steps and then costs more time than 64x10 (measured about 1.8x here): a 512-sample
+   step is about 2x, not 8x, dearer than a 64-sample one).
+4. Report, per setting (means over seeds): the wall time of training both critics, the number of
+   gradient steps per critic, the final full-batch MSE on the training batch and on the held-out
    batch (reward and cost), and each relative to the smallest minibatch size (64 by default, the
    OmniSafe/SafePO setting). The returns' variance is given too: MSE / variance is the fraction of
-   the return variance the critic leaves unexplained.
+   the return variance the critic leaves unexplained. A generated sentence per task says whether 512
+   is comparable (both held-out MSEs within 1.10x of the reference's) and, if not, which setting is.
 
-    python benchmark/critic_minibatch.py                           # defaults: ~3-5 min on 2 busy cores
-    python benchmark/critic_minibatch.py --env-ids SafetyHopperVelocity-v1 --minibatch-sizes 64 512 --seeds 5
+The data are those of a script's first epoch (a fresh critic, returns bootstrapped from its values):
+later epochs train a critic that carries over, on returns bootstrapped from a trained critic, which
+this measurement does not cover.
+
+    python benchmark/critic_minibatch.py                           # defaults: ~5 min on 2 busy cores
+    python benchmark/critic_minibatch.py --env-ids SafetyHopperVelocity-v1 --minibatch-sizes 64 512 --extra-settings --seeds 5
 
 Writes {out}.csv and {out}.md (a header stating the budget and the machine, then the table) and
 prints the table. Timings depend on machine load; the losses do not (fixed seeds, one torch thread).
@@ -36,7 +46,6 @@ from __future__ import annotations
 import csv
 import difflib
 import importlib.util
-import math
 import os
 import platform
 import subprocess
@@ -61,6 +70,16 @@ CRITIC_LR = 1e-3  # Adam lr of every critic in the repo, OmniSafe and SafePO
 GAMMA, GAE_LAMBDA = 0.99, 0.95  # the repo's defaults (OmniSafe, SafePO)
 HELDOUT_SEED_OFFSET = 10_000  # the held-out batch resets the envs with seed + this
 COMPARABLE_RATIO = 1.10  # "comparable": held-out MSE at most 10% above the reference minibatch's
+PROBE_MINIBATCH = 512  # the repo's critic minibatch, whose verdict the report spells out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way of training the critics: minibatch size, passes over the batch, Adam lr."""
+    minibatch_size: int
+    epochs: int
+    lr: float
+    label: str
 
 
 @dataclass
@@ -71,6 +90,9 @@ class Args:
     """env steps per batch (all 4 envs together); 15000 is the repo's epoch. Two batches are collected: train and held-out"""
     minibatch_sizes: list[int] = field(default_factory=lambda: [64, 128, 512, 1024])
     """critic minibatch sizes to compare; the smallest is the reference of the relative columns (64 = OmniSafe/SafePO)"""
+    extra_settings: list[str] = field(default_factory=lambda: ["512x20@0.003", "512x30@0.003"])
+    """further settings MINIBATCHxEPOCHS[@LR] measured alike (e.g. 512x80: as many gradient steps as 64x10;
+    512x30@0.003: more passes and a 3x larger Adam lr); pass none with --extra-settings (no values)"""
     critic_epochs: int = 10
     """passes over the batch for each critic (the repo's default critic_epochs)"""
     seeds: int = 3
@@ -95,6 +117,25 @@ def load_reference():
     return sys.modules[name]
 
 
+def parse_setting(text: str) -> Setting:
+    """'512x80' or '512x20@0.003' -> Setting; one-line error otherwise."""
+    try:
+        size_epochs, _, lr = text.partition("@")
+        size, epochs = (int(v) for v in size_epochs.lower().split("x"))
+        setting = Setting(size, epochs, float(lr) if lr else CRITIC_LR, text)
+    except ValueError:
+        raise SystemExit(f"error: --extra-settings entry {text!r} is not MINIBATCHxEPOCHS[@LR], e.g. 512x80 or 512x20@0.003")
+    if setting.minibatch_size <= 0 or setting.epochs <= 0 or not setting.lr > 0:
+        raise SystemExit(f"error: --extra-settings entry {text!r} needs a positive minibatch, epochs and lr")
+    return setting
+
+
+def settings_of(args: Args) -> list[Setting]:
+    """The minibatch sizes at --critic-epochs and lr 1e-3 (the reference first), then the extra settings."""
+    base = [Setting(mb, args.critic_epochs, CRITIC_LR, str(mb)) for mb in sorted(dict.fromkeys(args.minibatch_sizes))]
+    return list(dict.fromkeys(base + [parse_setting(text) for text in args.extra_settings]))
+
+
 def validate_args(args: Args, trpo) -> None:
     """One-line errors for bad input, raised before anything is collected."""
     for name in ("steps", "critic_epochs", "seeds"):
@@ -104,6 +145,7 @@ def validate_args(args: Args, trpo) -> None:
         raise SystemExit(f"error: --steps ({args.steps}) must be at least the {NUM_ENVS} envs")
     if not args.minibatch_sizes or min(args.minibatch_sizes) <= 0:
         raise SystemExit(f"error: --minibatch-sizes must be positive integers, got {args.minibatch_sizes}")
+    settings_of(args)  # a malformed --extra-settings entry fails now, not after the rollouts
     if not args.env_ids:
         raise SystemExit("error: --env-ids needs at least one task")
     ids = trpo.safety_env_ids()
@@ -163,9 +205,9 @@ def gae_returns(trpo, batch: dict, critic_rms, reward_critic, cost_critic) -> tu
 # Critic training: the scripts' loop, one minibatch size at a time
 # ----------------------------------------------------------------------------------------------
 def train_critic(critic, obs: torch.Tensor, targets: torch.Tensor, minibatch_size: int, epochs: int,
-                 shuffle_seed: int) -> tuple[float, int]:
+                 shuffle_seed: int, lr: float = CRITIC_LR) -> tuple[float, int]:
     """Adam on the MSE to the returns over `epochs` shuffled passes; returns (seconds, gradient steps)."""
-    opt = torch.optim.Adam(critic.parameters(), lr=CRITIC_LR)
+    opt = torch.optim.Adam(critic.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(shuffle_seed)
     batch_size, grad_steps = obs.shape[0], 0
     start_time = time.perf_counter()
@@ -222,38 +264,41 @@ def measure_task(trpo, env_id: str, args: Args) -> list[dict]:
     print(f"[critic_minibatch]   collected in {collect_s:.1f} s; train batch: {episodes} episode ends, "
           f"reward return var {float(train_rret.var()):.2f}, cost return var {float(train_cret.var()):.2f}", flush=True)
 
-    results = {mb: [] for mb in args.minibatch_sizes}
+    settings = settings_of(args)
+    results = {s: [] for s in settings}
     for i, (reward_init, cost_init) in enumerate(initial_weights):
-        for mb in args.minibatch_sizes:  # interleaved within a seed: load drifts hit every size alike
+        for setting in settings:  # interleaved within a seed: load drifts hit every setting alike
             measured = {}
             seconds = 0.0
             for kind, init, train_ret, held_ret in (("reward", reward_init, train_rret, held_rret),
                                                     ("cost", cost_init, train_cret, held_cret)):
                 critic = trpo.mlp(obs_dim, HIDDEN_SIZES, 1, out_std=1.0)
                 critic.load_state_dict(init)
-                if i == 0 and mb == args.minibatch_sizes[0]:
+                if i == 0 and setting == settings[0]:
                     measured[f"{kind}_mse_init"] = full_mse(critic, train_obs, train_ret)
-                elapsed, grad_steps = train_critic(critic, train_obs, train_ret, mb, args.critic_epochs, args.seed + i)
+                elapsed, grad_steps = train_critic(critic, train_obs, train_ret, setting.minibatch_size, setting.epochs,
+                                                   args.seed + i, setting.lr)
                 seconds += elapsed
                 measured[f"{kind}_mse_train"] = full_mse(critic, train_obs, train_ret)
                 measured[f"{kind}_mse_heldout"] = full_mse(critic, held_obs, held_ret)
-            results[mb].append({"train_time_s": seconds, "grad_steps": grad_steps, **measured})
-            print(f"[critic_minibatch]   seed {i} minibatch {mb:5d}: {grad_steps:5d} steps/critic, {seconds:6.2f} s, "
+            results[setting].append({"train_time_s": seconds, "grad_steps": grad_steps, **measured})
+            print(f"[critic_minibatch]   seed {i} setting {setting.label:>12}: {grad_steps:5d} steps/critic, {seconds:6.2f} s, "
                   f"held-out MSE reward {measured['reward_mse_heldout']:.3f} cost {measured['cost_mse_heldout']:.3f}", flush=True)
 
-    reference = min(args.minibatch_sizes)
-    init_mse = results[args.minibatch_sizes[0]][0]
+    reference = settings[0].minibatch_size
+    init_mse = results[settings[0]][0]
     rows = []
-    for mb in args.minibatch_sizes:
-        runs = results[mb]
-        row = {"env_id": env_id, "minibatch_size": mb, "grad_steps_per_critic": runs[0]["grad_steps"]}
+    for setting in settings:
+        runs = results[setting]
+        row = {"env_id": env_id, "setting": setting.label, "minibatch_size": setting.minibatch_size,
+               "critic_epochs": setting.epochs, "critic_lr": setting.lr, "grad_steps_per_critic": runs[0]["grad_steps"]}
         for key in ("train_time_s", "reward_mse_train", "cost_mse_train", "reward_mse_heldout", "cost_mse_heldout"):
             values = [r[key] for r in runs]
             row[key] = float(np.mean(values))
             if key != "train_time_s":
                 row[key.replace("_mse_", "_mse_std_")] = float(np.std(values))
         rows.append(row)
-    ref = next(r for r in rows if r["minibatch_size"] == reference)
+    ref = rows[0]  # settings[0]: the smallest --minibatch-sizes entry at --critic-epochs and lr 1e-3
     for row in rows:
         row["reference_minibatch"] = reference
         for key in ("train_time_s", "reward_mse_train", "cost_mse_train", "reward_mse_heldout", "cost_mse_heldout"):
@@ -261,7 +306,7 @@ def measure_task(trpo, env_id: str, args: Args) -> list[dict]:
         row.update(reward_mse_init=init_mse["reward_mse_init"], cost_mse_init=init_mse["cost_mse_init"],
                    reward_return_var=float(train_rret.var()), cost_return_var=float(train_cret.var()),
                    heldout_reward_return_var=float(held_rret.var()), heldout_cost_return_var=float(held_cret.var()),
-                   train_episode_ends=episodes, steps=args.steps, critic_epochs=args.critic_epochs, seeds=args.seeds)
+                   train_episode_ends=episodes, steps=args.steps, seeds=args.seeds)
     return rows
 
 
@@ -280,28 +325,30 @@ def machine_facts() -> dict:
             "load_avg_1min_start": round(os.getloadavg()[0], 2)}
 
 
-def verdicts(rows: list[dict], probe: int = 512) -> list[str]:
-    """One generated sentence per task: is the probe size's held-out loss comparable to the reference's?"""
+def verdicts(rows: list[dict]) -> list[str]:
+    """One generated sentence per task: is the repo's 512 minibatch's held-out loss comparable to the
+    reference's, and if not, which measured settings are (and at what time)."""
     lines = []
     for env_id in dict.fromkeys(r["env_id"] for r in rows):
         task = [r for r in rows if r["env_id"] == env_id]
-        ref = task[0]["reference_minibatch"]
-        probe_row = next((r for r in task if r["minibatch_size"] == probe), None)
-        if probe_row is None or probe == ref:
+        ref = task[0]
+        probe = next((r for r in task if r["setting"] == str(PROBE_MINIBATCH)), None)
+        if probe is None or probe is ref:
             continue
 
         def comparable(r):
             return r["reward_mse_heldout_vs_ref"] <= COMPARABLE_RATIO and r["cost_mse_heldout_vs_ref"] <= COMPARABLE_RATIO
 
-        text = (f"{env_id}: minibatch {probe} trains both critics in {probe_row['train_time_s_vs_ref']:.2f}x the time of "
-                f"minibatch {ref}, with held-out MSE {probe_row['reward_mse_heldout_vs_ref']:.2f}x (reward) and "
-                f"{probe_row['cost_mse_heldout_vs_ref']:.2f}x (cost) of minibatch {ref}'s: ")
-        if comparable(probe_row):
-            text += f"comparable (within {COMPARABLE_RATIO:.2f}x)."
+        text = (f"{env_id}: minibatch {PROBE_MINIBATCH} ({probe['critic_epochs']} epochs, lr {probe['critic_lr']:g}) trains "
+                f"both critics in {probe['train_time_s_vs_ref']:.2f}x the time of minibatch {ref['minibatch_size']}, with "
+                f"held-out MSE {probe['reward_mse_heldout_vs_ref']:.2f}x (reward) and {probe['cost_mse_heldout_vs_ref']:.2f}x "
+                f"(cost) of minibatch {ref['minibatch_size']}'s: ")
+        if comparable(probe):
+            text += f"comparable (both within {COMPARABLE_RATIO:.2f}x)."
         else:
-            ok = [r["minibatch_size"] for r in task if comparable(r) and r["minibatch_size"] != ref]
-            text += (f"NOT comparable (above {COMPARABLE_RATIO:.2f}x); "
-                     + (f"comparable: minibatch {', '.join(map(str, ok))}." if ok else "no larger size measured is comparable."))
+            ok = [f"{r['setting']} ({r['train_time_s_vs_ref']:.2f}x the time)" for r in task if comparable(r) and r is not ref]
+            text += (f"NOT comparable (above {COMPARABLE_RATIO:.2f}x); comparable settings measured: "
+                     + (", ".join(ok) + "." if ok else "none."))
         lines.append(text)
     return lines
 
@@ -316,12 +363,14 @@ def markdown(rows: list[dict], facts: dict, args: Args) -> str:
     lines = ["# Critic minibatch size: value loss against training time", "",
              f"Budget: per task, one training batch and one held-out batch of {args.steps} env steps each "
              f"({NUM_ENVS} envs), collected by the shipped pi_unsafe (unsafe_policies/{{env_id}}.pt) acting stochastically; "
-             f"reward and cost critics mlp(obs_dim, {HIDDEN_SIZES}, 1) trained with Adam lr {CRITIC_LR} on their GAE returns "
-             f"(gamma {GAMMA}, lambda {GAE_LAMBDA}, values of a fresh critic) for {args.critic_epochs} epochs, every minibatch "
-             f"size from the same initial weights; means over {args.seeds} critic seeds (± std). Time = wall time of "
-             f"training both critics; MSE = final full-batch mean squared error on the training batch and on the held-out "
-             f"batch; '/ref' = relative to minibatch {min(args.minibatch_sizes)}. Machine: "
-             + ", ".join(f"{k} {v}" for k, v in facts.items()) + ". Generated by `python benchmark/critic_minibatch.py`.", ""]
+             f"reward and cost critics mlp(obs_dim, {HIDDEN_SIZES}, 1) trained with Adam on their GAE returns "
+             f"(gamma {GAMMA}, lambda {GAE_LAMBDA}, values of a fresh critic, as in a script's first epoch), every setting "
+             f"from the same initial weights; means over {args.seeds} critic seeds (± std). Setting = minibatch size at "
+             f"{args.critic_epochs} epochs and lr {CRITIC_LR:g}, or MINIBATCHxEPOCHS[@LR]. Time = wall time of training "
+             f"both critics; MSE = final full-batch mean squared error on the training batch and on the held-out batch; "
+             f"'/ref' = relative to the first row of the task; comparable = both held-out ratios <= {COMPARABLE_RATIO:.2f}. "
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items())
+             + ". Generated by `python benchmark/critic_minibatch.py`.", ""]
     for env_id in dict.fromkeys(r["env_id"] for r in rows):
         r0 = next(r for r in rows if r["env_id"] == env_id)
         lines.append(f"{env_id}: return variance reward {fmt(r0['reward_return_var'])}, cost {fmt(r0['cost_return_var'])} "
@@ -329,11 +378,11 @@ def markdown(rows: list[dict], facts: dict, args: Args) -> str:
                      f"critic MSE reward {fmt(r0['reward_mse_init'])}, cost {fmt(r0['cost_mse_init'])}; "
                      f"{r0['train_episode_ends']} episode ends in the training batch.")
         lines.append("")
-    lines += ["| env | minibatch | grad steps/critic | time (s) | time /ref | reward MSE train | cost MSE train | "
+    lines += ["| env | setting | grad steps/critic | time (s) | time /ref | reward MSE train | cost MSE train | "
               "reward MSE held-out | cost MSE held-out | reward held-out /ref | cost held-out /ref |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['env_id']} | {r['minibatch_size']} | {r['grad_steps_per_critic']} | {r['train_time_s']:.2f} | "
+        lines.append(f"| {r['env_id']} | {r['setting']} | {r['grad_steps_per_critic']} | {r['train_time_s']:.2f} | "
                      f"{r['train_time_s_vs_ref']:.2f} | {fmt(r['reward_mse_train'])} ± {fmt(r['reward_mse_std_train'])} | "
                      f"{fmt(r['cost_mse_train'])} ± {fmt(r['cost_mse_std_train'])} | "
                      f"{fmt(r['reward_mse_heldout'])} ± {fmt(r['reward_mse_std_heldout'])} | "
@@ -364,7 +413,6 @@ def main(args: Args) -> tuple[Path, Path]:
     """Measure every task; returns the paths of the CSV and markdown written."""
     trpo = load_reference()
     validate_args(args, trpo)
-    args.minibatch_sizes = list(dict.fromkeys(args.minibatch_sizes))  # a size given twice is measured once
     torch.set_num_threads(1)
     facts = machine_facts()
     rows = [row for env_id in args.env_ids for row in measure_task(trpo, env_id, args)]

@@ -11,12 +11,15 @@ CRITIC_MINIBATCH = ROOT / "benchmark" / "critic_minibatch.py"
 def test_a_tiny_run_writes_every_column_of_the_csv_and_the_markdown_table(tmp_path, capsys):
     module = load_script(CRITIC_MINIBATCH)
     args = module.Args(env_ids=["SafetyHopperVelocity-v1"], steps=400, minibatch_sizes=[64], critic_epochs=1, seeds=1,
+                       extra_settings=["128x2@0.003"],
                        out=str(tmp_path / "cm"))
     csv_path, md_path = module.main(args)
     assert (csv_path, md_path) == (tmp_path / "cm.csv", tmp_path / "cm.md")
     rows = list(csv.DictReader(open(csv_path)))
-    assert len(rows) == 1
-    row = rows[0]
+    assert [r["setting"] for r in rows] == ["64", "128x2@0.003"]
+    row, extra = rows
+    assert (extra["minibatch_size"], extra["critic_epochs"], extra["critic_lr"]) == ("128", "2", "0.003")
+    assert extra["grad_steps_per_critic"] == str(2 * math.ceil(400 / 128))
     assert row["env_id"] == "SafetyHopperVelocity-v1" and row["minibatch_size"] == "64"
     assert row["grad_steps_per_critic"] == str(math.ceil(400 / 64))  # one pass over the 400-sample batch
     for col in ("train_time_s", "reward_mse_train", "cost_mse_train", "reward_mse_heldout", "cost_mse_heldout",
