@@ -142,7 +142,7 @@ def run_episode(act, env_id: str, steps: int, frames: int, seed: int, gif: bool)
                 frame = env.render()
                 if t in strip_steps:
                     strip.append({"t": t, "frame": frame, "cost_so_far": ep_cost, "step_cost": step_cost})
-                if gif:
+                if gif and (t % GIF_STRIDE == 0 or t == length):
                     gif_frames.append((frame, ep_cost))
             if ended or t == length:
                 break
