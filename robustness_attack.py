@@ -46,8 +46,9 @@ Choices this file makes where the paper is silent:
 - Videos are extra episodes played by a separate one-env rendering env after each rate's CSV
   episodes, so recording cannot change the CSV. They use the same seeds (env reset `--seed`, attack
   stream from (seed, rate)); at rate 0 with mean actions the first video replays env 0's first CSV
-  episode (up to float rounding: the policy sees a batch of 1 row instead of num_envs). Rendering costs about 50-90 ms a frame here (software EGL): a 500-step
-  CarCircle1 episode takes about 40 s to record.
+  episode (up to float rounding: the policy sees a batch of 1 row instead of num_envs).
+  Rendering costs about 50-90 ms a frame here (software EGL): a 500-step CarCircle1 episode takes
+  about 40 s to record.
 
 Usage:
     python robustness_attack.py --checkpoints runs/*/ppo_lag.pt runs/*/strpo.pt
