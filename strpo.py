@@ -153,9 +153,9 @@ class Args:
     """maximum backtracking steps of the line search"""
     backtrack_coeff: float = 0.8
     """step shrink factor per backtracking step"""
-    critic_lr: float = 1e-3
+    critic_lr: float = 3e-3
     """Adam learning rate of the reward and cost critics"""
-    critic_epochs: int = 10
+    critic_epochs: int = 20
     """passes over the epoch's data for the critics"""
     critic_minibatch_size: int = 512
     """critic minibatch size"""
