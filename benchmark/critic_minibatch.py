@@ -94,7 +94,7 @@ class Args:
     """further settings MINIBATCHxEPOCHS[@LR] measured alike (e.g. 512x80: as many gradient steps as 64x10;
     512x30@0.003: more passes and a 3x larger Adam lr); pass none with --extra-settings (no values)"""
     critic_epochs: int = 10
-    """passes over the batch for each critic (the repo's default critic_epochs)"""
+    """passes over the batch for each critic (the reference setting; the scripts now use 20 passes at lr 3e-3)"""
     seeds: int = 3
     """number of critic initialisations (torch seeds seed, seed+1, ...) that every setting is averaged over"""
     seed: int = 1
