@@ -181,6 +181,8 @@ def check_renderer() -> None:
     envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
     process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
     About a second, paid only when recording."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
              "    import mujoco\n"
              "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
