@@ -21,6 +21,8 @@ through its dual (appendix 10.2, with q = g^T H^-1 g, r = g^T H^-1 b, s_ = b^T H
        f_b(lambda) = -1/2 (q/lambda + 2 delta lambda) on the interval where nu* = 0; each is
        projected onto its interval and the one with the larger dual value wins;
        nu* = (lambda* c + r)_+ / s_.
+       When B = 0 exactly (c > 0, c^2/s_ = 2 delta) the plane touches the trust region in one
+       point, -(c/s_) H^-1 b, which is returned (the limit lambda*, nu* -> inf of the closed form).
   0    infeasible (c > 0 and c^2/s_ > 2 delta: no point of the trust region satisfies the
        linearised constraint): recovery step that only reduces cost,
        s = -sqrt(2 delta / s_) H^-1 b.
@@ -31,9 +33,14 @@ the same thing with the opposite sign of r. tests/test_cpo.py checks this functi
 independent solve of the QCQP and its KKT conditions on random instances of every case.
 
 Then a backtracking line search (paper section 6.1, as in OmniSafe/SafePO) on theta_k + 0.8^j s*:
-accept the first point with measured mean KL(pi_k || pi_theta) <= delta, an improved reward
-surrogate (not required in the recovery case 0, which only looks after cost), and a cost-surrogate
-increase no larger than max(-c, 0). If none of the backtracking points passes, theta_k is kept.
+accept the first point with measured mean KL(pi_k || pi_theta) <= delta, a cost-surrogate increase
+no larger than max(-c, 0), and, in cases 2-4 only, an improved reward surrogate. Cases 0 and 1
+skip the reward check, as Achiam's reference code (jachiam/cpo, whose feasible and infeasible
+recoveries only check KL and the constraint) and OmniSafe's `_cpo_search_step` (reward checked
+only for optim_case > 1) do: there the cost is over the limit, and the exact CPO step may have to
+trade reward for cost (b^T s <= -c < 0 can force g^T s < 0); demanding a reward improvement would
+reject every backtrack and leave the policy where it is exactly when it is most over the limit.
+If none of the backtracking points passes, theta_k is kept.
 
 Scaling of the cost surrogate (the paper is silent; OmniSafe/SafePO mix units): the cost surrogate
 is L_c(theta) = mean_t[ratio_t * A^c_t] with A^c the cost GAE, centred but not rescaled (so
@@ -494,6 +501,11 @@ def cpo_step_direction(g: torch.Tensor, b: torch.Tensor, c: float, delta: float,
         # Case 0: even the most cost-reducing point of the trust region, -sqrt(2 delta / s) H^-1 b,
         # leaves b^T s + c > 0 (its value is c - sqrt(2 delta s)). Recovery: take that point.
         return -math.sqrt(2 * delta / s) * Hinv_b, {**info, "case": 0, "lambda_star": 0.0, "nu_star": 0.0}
+    if c > 0 and c * c / s - 2 * delta == 0:
+        # Case 1 with B = 2 delta - c^2/s = 0: the constraint plane touches the trust region in a
+        # single point, -sqrt(2 delta / s) H^-1 b = -(c / s) H^-1 b, which is then the solution (the
+        # limit lambda*, nu* -> inf of eq. 12; the closed form below would divide by B = 0).
+        return -(c / s) * Hinv_b, {**info, "case": 1, "lambda_star": math.inf, "nu_star": math.inf}
 
     # Cases 1 (c >= 0) and 2 (c < 0): the linearised constraint plane cuts the trust region.
     # For fixed lambda the dual is a concave quadratic in nu with maximiser (lambda c + r) / s,
@@ -540,8 +552,10 @@ def flat_grad(output: torch.Tensor, params: list, retain_graph: bool = False) ->
 
 def cpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, reward_adv: torch.Tensor,
                cost_adv: torch.Tensor, c: float, args: Args) -> dict:
-    """One CPO update in place; returns its diagnostics. Raises FloatingPointError on a
-    non-finite gradient or step (the caller aborts without writing a checkpoint)."""
+    """One CPO update in place; returns its diagnostics, among them "step": the QCQP solution s*
+    before the line search (theta_k + 0.8^j s* is what the line search tries). Raises
+    FloatingPointError on a non-finite gradient or step (the caller aborts without writing a
+    checkpoint)."""
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
         old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
@@ -574,7 +588,7 @@ def cpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rewa
             kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
             reward_new, cost_new = (float(x) for x in surrogates())
         finite = all(math.isfinite(x) for x in (kl, reward_new, cost_new))
-        reward_ok = info["case"] == 0 or reward_new > reward_old
+        reward_ok = info["case"] in (0, 1) or reward_new > reward_old
         cost_ok = cost_new - cost_old <= max(-c, 0.0)
         if finite and kl <= args.target_kl and reward_ok and cost_ok:
             accepted = True
@@ -586,7 +600,8 @@ def cpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rewa
             "q": info["q"], "r": info["r"], "s": info["s"], "kl": kl, "accepted": int(accepted),
             "backtracks": j if accepted else args.backtrack_iters,
             "surrogate_improvement": reward_new - reward_old, "cost_surrogate_change": cost_new - cost_old,
-            "step_norm": float(step.norm()), "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b}
+            "step_norm": float(step.norm()), "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b,
+            "step": step.detach().clone()}
 
 
 def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, returns: torch.Tensor,
@@ -726,6 +741,7 @@ def main(args: Args) -> Path:
         # ---------------- policy: CPO step ----------------
         try:
             diag = cpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
+            diag.pop("step")  # the step s* before the line search (tests read it), not a csv column
             reward_value_loss = fit_critic(reward_critic, reward_critic_opt, b_obs,
                                            torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args)
             cost_value_loss = fit_critic(cost_critic, cost_critic_opt, b_obs,

@@ -184,3 +184,103 @@ def test_short_real_run_writes_progress_and_a_checkpoint_the_reference_loader_re
     obs_dim, act_dim = (11, 3) if "Hopper" in env_id else (40, 2)
     actor, obs_rms, meta = ref.load_checkpoint(run_dir / "cpo.pt", env_id=env_id, obs_dim=obs_dim, act_dim=act_dim)
     assert meta["algo"] == "cpo" and meta["global_step"] == 2000
+
+
+# ----------------------------------------------------------------------------------------------
+# cpo_update as a whole, on a tiny actor whose Fisher matrix is formed densely
+# ----------------------------------------------------------------------------------------------
+def dense_problem(m, seed=0, n=128, aligned_cost=False):
+    """A tiny actor (obs 2, act 1, hidden (4,): 18 parameters) in float64, a batch, and the
+    QCQP's data computed without cpo.py's helpers: g and b by autograd of the surrogates written
+    out here, H = the dense Hessian of the mean Gaussian KL (closed form written out here) plus
+    the update's damping."""
+    torch.manual_seed(seed)
+    actor = m.Actor(2, 1, (4,)).double()
+    with torch.no_grad():
+        actor.log_std.fill_(-0.3)
+        for p in actor.mean_net.parameters():  # a non-trivial mean network (the default output layer is ~0)
+            p.normal_(0.0, 0.7)
+    obs = torch.randn(n, 2, dtype=torch.float64)
+    with torch.no_grad():
+        mean0, log_std0 = actor(obs)
+        actions = mean0 + log_std0.exp() * torch.randn_like(mean0)
+    reward_adv = torch.randn(n, dtype=torch.float64)
+    cost_adv = reward_adv.clone() if aligned_cost else torch.randn(n, dtype=torch.float64)
+    cost_adv = cost_adv - cost_adv.mean()
+
+    names = [k for k, _ in actor.named_parameters()]
+    shapes = [p.shape for _, p in actor.named_parameters()]
+    theta0 = torch.nn.utils.parameters_to_vector(actor.parameters()).detach().clone()
+
+    def outputs(theta):
+        params, i = {}, 0
+        for k, shp in zip(names, shapes):
+            params[k] = theta[i:i + shp.numel()].reshape(shp)
+            i += shp.numel()
+        return torch.func.functional_call(actor, params, (obs,))
+
+    def logp(theta):
+        mu, log_std = outputs(theta)
+        return (-0.5 * ((actions - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    logp0 = logp(theta0).detach()
+    g = torch.autograd.functional.jacobian(lambda th: (torch.exp(logp(th) - logp0) * reward_adv).mean(), theta0)
+    b = torch.autograd.functional.jacobian(lambda th: (torch.exp(logp(th) - logp0) * cost_adv).mean(), theta0)
+
+    def kl(theta):  # mean_s KL(pi_k || pi_theta), Gaussian closed form summed over action dims
+        mu, log_std = outputs(theta)
+        return (log_std - log_std0 + ((2 * log_std0).exp() + (mean0 - mu) ** 2) / (2 * (2 * log_std).exp()) - 0.5).sum(-1).mean()
+
+    args = m.Args(cg_iters=60)  # CG on 18 unknowns: enough iterations to be exact up to round-off
+    H = torch.autograd.functional.hessian(kl, theta0).numpy() + args.cg_damping * np.eye(theta0.numel())
+    return actor, obs, actions, reward_adv, cost_adv, g.numpy(), b.numpy(), H, args
+
+
+@pytest.mark.parametrize("target_case", [0, 1, 2, 3])
+def test_cpo_update_step_before_line_search_equals_independent_qcqp_solve_with_dense_fisher(target_case):
+    m = load_script(CPO)
+    actor, obs, actions, reward_adv, cost_adv, g, b, H, args = dense_problem(m, seed=target_case)
+    edge = math.sqrt(2 * args.target_kl * b @ np.linalg.solve(H, b))  # |c| at which the plane touches the ball
+    c = {0: 2.0, 1: 0.5, 2: -0.5, 3: -2.0}[target_case] * edge
+    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, c=c, args=args)
+    assert diag["cpo_case"] == target_case
+    ref, feasible = reference_step(H, g, b, c, args.target_kl)
+    assert feasible == (target_case != 0)
+    assert_kkt(H, g, b, c, args.target_kl, ref, feasible, tol=1e-6)
+    # CG stops at residual norm 1e-5 (conjugate_gradient's tolerance): agreement to 1e-3 of the
+    # step's length, where a wrong metric, sign or multiplier is off by O(1)
+    err = np.linalg.norm(diag["step"].numpy() - ref) / np.linalg.norm(ref)
+    assert err < 1e-3, err
+
+
+def test_cpo_update_accepts_a_case_1_step_that_lowers_reward():
+    """Cost advantage = reward advantage (b = g): every point with b^T s + c <= 0, c > 0, lowers
+    the reward surrogate, so the exact CPO step trades reward for cost. The line search must
+    take it (as Achiam's code and OmniSafe do), not keep theta_k."""
+    m = load_script(CPO)
+    actor, obs, actions, reward_adv, cost_adv, g, b, H, args = dense_problem(m, seed=5, aligned_cost=True)
+    edge = math.sqrt(2 * args.target_kl * b @ np.linalg.solve(H, b))
+    theta_k = torch.nn.utils.parameters_to_vector(actor.parameters()).detach().clone()
+    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, c=0.5 * edge, args=args)
+    assert diag["cpo_case"] == 1
+    assert g @ diag["step"].numpy() < 0  # the QCQP optimum itself lowers the linearised reward
+    assert diag["accepted"] == 1 and diag["surrogate_improvement"] < 0
+    assert diag["cost_surrogate_change"] < 0 and 0 < diag["kl"] <= args.target_kl
+    assert not torch.equal(torch.nn.utils.parameters_to_vector(actor.parameters()), theta_k)
+
+
+def test_constraint_plane_tangent_to_the_trust_region_gives_the_touching_point():
+    """B = 2 delta - c^2/s = 0 with c > 0 (exactly, in binary floating point): the only feasible
+    point is -(c/s) H^-1 b; no division by B = 0."""
+    m = load_script(CPO)
+    H = np.eye(2)
+    g, b = np.array([1.0, -0.25]), np.array([0.5, 0.5])  # s = b^T H^-1 b = 0.5
+    delta, c = 2.0**-6, 0.125  # c^2 / s = 2^-5 = 2 delta
+    assert c * c / 0.5 - 2 * delta == 0
+    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    step, info = m.cpo_step_direction(t(g), t(b), c, delta, t(g), t(b))
+    s = step.numpy()
+    ref, feasible = reference_step(H, g, b, c, delta)
+    assert feasible and info["case"] == 1
+    np.testing.assert_allclose(s, ref, atol=1e-15)
+    assert 0.5 * s @ s == pytest.approx(delta) and b @ s + c == pytest.approx(0.0, abs=1e-15)
