@@ -13,13 +13,13 @@ PYTHON310 := $(shell \
 
 .PHONY: venv test strpo train-unsafe clean-venv
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-benchmark.txt
 	@if [ ! -x "$(PY)" ]; then \
 	  if [ -z "$(PYTHON310)" ]; then echo "error: Python 3.10 not found; install it (pyenv install 3.10 or conda create -n strpo python=3.10) and re-run make"; exit 1; fi; \
 	  "$(PYTHON310)" -m venv $(VENV); \
 	fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-benchmark.txt
 	@touch $@
 
 venv: $(VENV)/.installed

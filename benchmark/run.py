@@ -1,0 +1,607 @@
+"""The paper's experiment matrix (section 5, appendices C and D), run as Ray tasks.
+
+A *matrix* is a list of runs, each one (script, env id, seed, extra flags) plus its budget. Presets
+build the paper's matrices; `--algos/--env-ids/--seeds/--filter` narrow them. Every run is ONE Ray
+task (`ray.remote(num_cpus=...)`) that starts ONE training subprocess and waits for it; Ray does all
+the scheduling, locally (`ray.init()` starts a pool of `--workers` CPUs, default one per core) or on
+an existing cluster (`--address`). There is no scheduler and no job script in this file.
+
+Folders. Run NAME writes everything under `{root}/NAME/` (default root runs/matrix/), a name without
+timestamp so that the same matrix finds its runs again:
+
+    {root}/NAME/run.json                          what was run (script, flags, budget, command)
+    {root}/NAME/log.txt                           the subprocess's stdout and stderr, every attempt
+    {root}/NAME/{env}__{exp}__{seed}__{time}/     the script's own run folder (--output-dir {root}/NAME)
+        progress.csv  config.json  {exp}.pt       (the checkpoint is written only at the end)
+
+Skip / resume decisions (`plan_run`), made again for every run each time the matrix is started:
+- finished: some subfolder holds the final checkpoint `{exp}.pt` (robustness: robustness.csv) -> skipped;
+- interrupted: a subfolder has progress.csv but no checkpoint -> if the script's `--help` lists
+  `--resume`, it is started with `--resume <that subfolder>` (the most advanced one); otherwise it is
+  started from scratch in a fresh timestamped subfolder (the partial one stays; aggregate.py keeps the
+  longest progress.csv of a run);
+- new: nothing there yet -> started.
+A run whose run.json records another budget or other flags than the matrix asks for is refused
+(`mismatch`): use another `--root` for a different budget.
+
+Dependencies are Ray object references, not polling: the π_unsafe ablation's sTRPO runs take the
+checkpoint of an `unsafe_cvar_trpo.py` run, the robustness runs take the final checkpoints of `main`.
+A flag value `@ckpt:NAME/FILE.pt` stands for that run's checkpoint and is resolved when the task starts
+(after its inputs finished); a run whose inputs are missing is reported as blocked.
+
+CPU needs: navigation tasks (ids with Goal, Circle, Button or Push, not Velocity) step their envs in
+async subprocesses (the scripts' `--vector-mode auto`), which keep more than one core busy:
+`--nav-cpus` (default 2) CPUs are reserved for them; velocity tasks (sync envs) and everything with
+`--vector-mode sync` reserve one.
+
+Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation tasks 300k):
+- main: the nine algorithms (sTRPO + 8 baselines) x the four paper tasks;
+- ablation-delta (C.1), ablation-lambda2 (C.3), ablation-unsafe (C.2), ablation-components (C.4):
+  sTRPO variants on SafetyHopperVelocity-v1; `ablations` = all four;
+- robustness (D): robustness_attack.py on the final checkpoints of `main` for the two navigation
+  tasks, attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms;
+- all: everything above.
+
+    python benchmark/run.py --preset main --dry-run                 # print the 108 commands
+    python benchmark/run.py --preset main                           # run them on a local pool
+    python benchmark/run.py --preset main --filter Hopper --filter 'strpo|cpo'
+    python benchmark/run.py --preset ablations robustness --address auto   # on a running Ray cluster
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The paper's comparison (section 5.1): sTRPO and the eight baselines of this repository.
+ALGORITHMS = {
+    "strpo": "strpo.py",
+    "trpo_lag": "baselines/trpo_lag.py",
+    "cpo": "baselines/cpo.py",
+    "ppo_lag": "baselines/ppo_lag.py",
+    "cppo_pid": "baselines/cppo_pid.py",
+    "rcpo": "baselines/rcpo.py",
+    "pcpo": "baselines/pcpo.py",
+    "cup": "baselines/cup.py",
+    "focops": "baselines/focops.py",
+}
+PAPER_TASKS = ("SafetyCarCircle1-v0", "SafetyCarGoal1-v0", "SafetyAntVelocity-v1", "SafetyHopperVelocity-v1")
+NAVIGATION_TASKS = ("SafetyCarCircle1-v0", "SafetyCarGoal1-v0")
+ABLATION_TASK = "SafetyHopperVelocity-v1"
+SEEDS = (0, 1, 2)
+# Budget this machine finishes (issue 15's proposal): navigation tasks are env-bound (~600 steps/s).
+VELOCITY_STEPS = 450_000
+NAVIGATION_STEPS = 300_000
+STEPS_PER_EPOCH = 15_000  # the paper's epoch (5.2) and every script's default
+UNSAFE_STEPS = 450_000  # pi_unsafe ablation: the budget of the shipped Hopper pi_unsafe (unsafe_policies/README.md)
+ROBUSTNESS_RATES = ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
+NAVIGATION_WORDS = ("Goal", "Circle", "Button", "Push")
+PRESETS = ("main", "ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components", "robustness")
+ALIASES = {"ablations": ("ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components"),
+           "all": PRESETS}
+POLL_SECONDS = 2.0
+
+
+@dataclass
+class Args:
+    preset: list[str] = field(default_factory=lambda: ["main"])
+    """presets to run: main, ablation-delta, ablation-lambda2, ablation-unsafe, ablation-components,
+    robustness; `ablations` = the four ablations, `all` = everything"""
+    root: str = "runs/matrix"
+    """folder of the runs' stable folders (relative paths are taken from the repository root)"""
+    filter: list[str] = field(default_factory=list)
+    """keep only runs whose name matches every one of these regular expressions"""
+    algos: Optional[list[str]] = None
+    """keep only these algorithms (script stems, e.g. strpo ppo_lag)"""
+    env_ids: Optional[list[str]] = None
+    """keep only these tasks"""
+    seeds: Optional[list[int]] = None
+    """seeds instead of 0 1 2"""
+    dry_run: bool = False
+    """print each run's decision and command, run nothing"""
+    workers: Optional[int] = None
+    """CPUs of the local Ray pool; default one per core (ignored with --address)"""
+    address: Optional[str] = None
+    """address of an existing Ray cluster (`auto` for the one started on this machine by `ray start`)"""
+    nav_cpus: int = 2
+    """CPUs reserved by a navigation run with async envs (velocity and sync runs reserve 1)"""
+    total_timesteps: Optional[int] = None
+    """override every training run's budget (smoke tests); the stable folders then refuse the real budget"""
+    steps_per_epoch: Optional[int] = None
+    """override the 15,000-step epoch"""
+    num_envs: Optional[int] = None
+    """pass --num-envs to every training run (default: the scripts' own)"""
+    robustness_episodes: int = 20
+    """episodes per attack rate and checkpoint in the robustness preset (paper: 1000)"""
+    check_flags: bool = True
+    """before launching, check with each script's --help that it knows every flag its runs pass"""
+
+
+@dataclass
+class Run:
+    """One cell of the matrix: a script called with its env, seed, budget and extra flags."""
+    name: str  # stable folder name under the root
+    preset: str
+    group: str  # which figure / table of aggregate.py it belongs to
+    label: str  # legend label within the group
+    script: str  # path relative to the repository root
+    env_id: str
+    seed: int
+    flags: list[str] = field(default_factory=list)  # extra flags; "@ckpt:NAME/FILE.pt" = another run's checkpoint
+    total_timesteps: Optional[int] = None  # None: not a training run (robustness)
+    steps_per_epoch: Optional[int] = None
+    cpus: int = 1
+
+    @property
+    def kind(self) -> str:
+        return "train" if self.total_timesteps is not None else "robustness"
+
+    @property
+    def checkpoint_name(self) -> str:
+        """The file a finished run leaves: {exp_name}.pt for training runs, robustness.csv for attacks."""
+        if self.kind == "robustness":
+            return "robustness.csv"
+        if "--exp-name" in self.flags:
+            return self.flags[self.flags.index("--exp-name") + 1] + ".pt"
+        return Path(self.script).stem + ".pt"
+
+    @property
+    def inputs(self) -> list[str]:
+        """Names of the runs whose checkpoints this run reads."""
+        return [f[len("@ckpt:"):].split("/")[0] for f in self.flags if f.startswith("@ckpt:")]
+
+
+# ----------------------------------------------------------------------------------------------
+# The matrix
+
+
+def is_navigation(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(word in env_id for word in NAVIGATION_WORDS)
+
+
+def cpus_needed(env_id: str, flags: list[str], nav_cpus: int) -> int:
+    """Async vector envs (navigation tasks under --vector-mode auto) keep more than one core busy."""
+    mode = flags[flags.index("--vector-mode") + 1] if "--vector-mode" in flags else "auto"
+    if mode == "sync" or (mode == "auto" and not is_navigation(env_id)):
+        return 1
+    return nav_cpus
+
+
+def budget(env_id: str) -> int:
+    return NAVIGATION_STEPS if is_navigation(env_id) else VELOCITY_STEPS
+
+
+def train_run(preset: str, group: str, label: str, algo: str, script: str, env_id: str, seed: int,
+              flags: list[str], variant: str = "", nav_cpus: int = 2) -> Run:
+    name = f"{env_id}__{algo}{'__' + variant if variant else ''}__{seed}"
+    return Run(name=name, preset=preset, group=group, label=label, script=script, env_id=env_id, seed=seed,
+               flags=list(flags), total_timesteps=budget(env_id), steps_per_epoch=STEPS_PER_EPOCH,
+               cpus=cpus_needed(env_id, flags, nav_cpus))
+
+
+def matrix(scripts: list[str], env_ids: list[str], seeds: list[int], flags: list[str] = (), preset: str = "custom",
+           nav_cpus: int = 2) -> list[Run]:
+    """The plain product script x env id x seed, all with the same extra flags."""
+    return [train_run(preset, preset, Path(s).stem, Path(s).stem, s, env, seed, list(flags), nav_cpus=nav_cpus)
+            for env in env_ids for s in scripts for seed in seeds]
+
+
+def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 2, episodes: int = 20) -> list[Run]:
+    """The runs of one preset (see the module docstring; values from the paper's appendices C and D)."""
+    hopper = ABLATION_TASK
+    strpo = ALGORITHMS["strpo"]
+
+    def variants(group, items):  # items: (variant slug, legend label, flags)
+        return [train_run(preset, group, label, "strpo", strpo, hopper, seed, flags, variant, nav_cpus)
+                for variant, label, flags in items for seed in seeds]
+
+    if preset == "main":
+        return [train_run("main", "main", algo, algo, script, env, seed, [], nav_cpus=nav_cpus)
+                for env in PAPER_TASKS for algo, script in ALGORITHMS.items() for seed in seeds]
+    if preset == "ablation-delta":  # C.1: one delta for both constraints, and the decoupled delta1/delta2
+        return variants("ablation-delta", [
+            ("delta=1e-2", "δ = 1e-2", ["--delta1", "0.01", "--delta2", "0.01"]),
+            ("delta=1e-3", "δ = 1e-3", ["--delta1", "0.001", "--delta2", "0.001"]),
+            ("delta=1e-4", "δ = 1e-4", ["--delta1", "0.0001", "--delta2", "0.0001"]),
+            ("delta1=1e-2_delta2=1e-4", "δ1 = 1e-2, δ2 = 1e-4", ["--delta1", "0.01", "--delta2", "0.0001"]),
+        ])
+    if preset == "ablation-lambda2":  # C.3: fixed weights of phi in G = H^-1 (g + lambda2 phi)
+        return variants("ablation-lambda2", [
+            ("lambda2=0.01", "λ2 = 0.01 (fixed)", ["--lambda2-mode", "fixed", "--lambda2", "0.01"]),
+            ("lambda2=1.0", "λ2 = 1.0 (fixed)", ["--lambda2-mode", "fixed", "--lambda2", "1.0"]),
+        ])
+    if preset == "ablation-components":  # C.4
+        return variants("ablation-components", [
+            ("no-joint-advantage", "no joint advantage", ["--no-joint-advantage"]),
+            ("no-exclusion", "no exclusion (λ2 = 0)", ["--no-exclusion"]),
+        ])
+    if preset == "ablation-unsafe":  # C.2: pi_unsafe trained with the CVaR (DTRPO) or the mean (TRPO) critic
+        runs = []
+        for critic, label in (("cvar", "π_unsafe: CVaR critic (DTRPO)"), ("mean", "π_unsafe: mean critic (TRPO)")):
+            for seed in seeds:
+                unsafe = train_run(preset, "ablation-unsafe-reference", f"{critic} critic", "unsafe_cvar_trpo",
+                                   "unsafe_cvar_trpo.py", hopper, seed, ["--critic", critic], f"critic={critic}",
+                                   nav_cpus)
+                unsafe.total_timesteps = UNSAFE_STEPS
+                runs.append(unsafe)
+                runs.append(train_run(preset, "ablation-unsafe", label, "strpo", strpo, hopper, seed,
+                                      ["--unsafe-policy-path", f"@ckpt:{unsafe.name}/{unsafe.checkpoint_name}"],
+                                      f"unsafe={critic}", nav_cpus))
+        return runs
+    if preset == "robustness":  # D: one attack sweep per (navigation task, seed) over the nine algorithms
+        runs = []
+        for env in NAVIGATION_TASKS:
+            for seed in seeds:
+                ckpts = [f"@ckpt:{env}__{algo}__{seed}/{algo}.pt" for algo in ALGORITHMS]
+                runs.append(Run(name=f"{env}__robustness__{seed}", preset="robustness", group="robustness",
+                                label="robustness", script="robustness_attack.py", env_id=env, seed=seed,
+                                flags=["--checkpoints", *ckpts, "--rates", *ROBUSTNESS_RATES,
+                                       "--episodes", str(episodes), "--seed", str(seed)],
+                                cpus=cpus_needed(env, [], nav_cpus)))
+        return runs
+    raise SystemExit(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS + tuple(ALIASES))}")
+
+
+def expand_presets(names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        for preset in ALIASES.get(name, (name,)):
+            if preset not in PRESETS:
+                raise SystemExit(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS + tuple(ALIASES))}")
+            if preset not in out:
+                out.append(preset)
+    return out
+
+
+def select_runs(args: Args) -> list[Run]:
+    """Presets expanded, then narrowed by --algos/--env-ids/--filter and changed by the budget overrides."""
+    seeds = tuple(args.seeds) if args.seeds is not None else SEEDS
+    runs = [r for p in expand_presets(args.preset)
+            for r in preset_runs(p, seeds, args.nav_cpus, args.robustness_episodes)]
+    if args.algos is not None:
+        unknown = sorted(set(args.algos) - set(ALGORITHMS) - {"unsafe_cvar_trpo", "robustness_attack"})
+        if unknown:
+            raise SystemExit(f"error: unknown --algos {unknown}; choose from {', '.join(ALGORITHMS)}")
+        runs = [r for r in runs if Path(r.script).stem in args.algos or r.kind == "robustness"]
+    if args.env_ids is not None:
+        runs = [r for r in runs if r.env_id in args.env_ids]
+    for pattern in args.filter:
+        try:
+            regex = re.compile(pattern)
+        except re.error as e:
+            raise SystemExit(f"error: --filter {pattern!r} is not a regular expression ({e})")
+        runs = [r for r in runs if regex.search(r.name)]
+    for run in runs:
+        if run.kind == "train":
+            if args.total_timesteps is not None:
+                run.total_timesteps = args.total_timesteps
+            if args.steps_per_epoch is not None:
+                run.steps_per_epoch = args.steps_per_epoch
+            if args.num_envs is not None:
+                run.flags += ["--num-envs", str(args.num_envs)]
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names)), "run names must be unique"
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------
+# Skip / resume decisions and commands
+
+
+def root_path(root: str | Path) -> Path:
+    root = Path(root)
+    return root if root.is_absolute() else ROOT / root
+
+
+def shown(path: Path) -> str:
+    """A path as the commands give it: relative to the repository root (their working directory) when inside it."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def subfolders(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.iterdir() if p.is_dir()) if run_dir.is_dir() else []
+
+
+def progress_steps(progress_csv: Path) -> int:
+    """global_step of the last row of a progress.csv (0 when empty or unreadable)."""
+    try:
+        lines = progress_csv.read_text().strip().splitlines()
+        header = lines[0].split(",")
+        return int(float(lines[-1].split(",")[header.index("global_step")])) if len(lines) > 1 else 0
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def find_checkpoint(run_dir: Path, name: str) -> Optional[Path]:
+    """The newest `name` in the run's folder or its subfolders (robustness: {run_dir}/attack/)."""
+    found = [p / name for p in [run_dir, *subfolders(run_dir)] if (p / name).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def run_state(run: Run, root: Path) -> tuple[str, Optional[Path]]:
+    """('finished', checkpoint) | ('interrupted', subfolder to resume) | ('new', None) | ('mismatch', run.json)."""
+    run_dir = root / run.name
+    record = run_dir / "run.json"
+    if record.is_file():
+        try:
+            old = json.loads(record.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if any(old.get(k) != v for k, v in identity(run).items()):
+            return "mismatch", record
+    ckpt = find_checkpoint(run_dir, run.checkpoint_name)
+    if ckpt is not None:
+        return "finished", ckpt
+    partial = [p for p in subfolders(run_dir) if (p / "progress.csv").is_file()]
+    if partial:
+        return "interrupted", max(partial, key=lambda p: (progress_steps(p / "progress.csv"), p.name))
+    return "new", None
+
+
+def identity(run: Run) -> dict:
+    """What must match between the run.json on disk and the matrix for the folder to be reused."""
+    return {"script": run.script, "env_id": run.env_id, "seed": run.seed, "flags": run.flags,
+            "total_timesteps": run.total_timesteps, "steps_per_epoch": run.steps_per_epoch}
+
+
+def resolve_flags(run: Run, root: Path) -> tuple[list[str], list[str]]:
+    """Flags with every @ckpt:NAME/FILE replaced by that run's checkpoint path; also the missing ones
+    (given as the glob that would find them)."""
+    flags, missing = [], []
+    for flag in run.flags:
+        if flag.startswith("@ckpt:"):
+            name, file = flag[len("@ckpt:"):].split("/", 1)
+            ckpt = find_checkpoint(root / name, file)
+            if ckpt is None:
+                missing.append(shown(root / name / "*" / file))
+                flags.append(missing[-1])
+            else:
+                flags.append(shown(ckpt))
+        else:
+            flags.append(flag)
+    return flags, missing
+
+
+def build_command(run: Run, root: Path, python: str, resume_from: Optional[Path] = None) -> tuple[list[str], list[str]]:
+    """The subprocess's argv (run from the repository root) and the input checkpoints still missing."""
+    flags, missing = resolve_flags(run, root)
+    run_dir = root / run.name
+    if run.kind == "robustness":
+        return [python, run.script, *flags, "--out", shown(run_dir / "attack")], missing
+    cmd = [python, run.script, "--env-id", run.env_id, "--seed", str(run.seed),
+           "--total-timesteps", str(run.total_timesteps), "--steps-per-epoch", str(run.steps_per_epoch),
+           "--output-dir", shown(run_dir), *flags]
+    if resume_from is not None:
+        cmd += ["--resume", shown(resume_from)]
+    return cmd, missing
+
+
+def plan_run(run: Run, root: Path, resumable: bool, python: str = "python") -> dict:
+    """What starting the matrix does with this run now: action skip | resume | restart | start | refuse,
+    the command, and why."""
+    state, path = run_state(run, root)
+    if state == "finished":
+        return {"action": "skip", "command": None, "why": f"finished ({path.relative_to(root)})"}
+    if state == "mismatch":
+        return {"action": "refuse", "command": None,
+                "why": f"{path} records another budget or other flags; use another --root"}
+    resume_from = path if state == "interrupted" and resumable else None
+    cmd, missing = build_command(run, root, python, resume_from)
+    if state == "interrupted":
+        action = "resume" if resumable else "restart"
+        why = (f"interrupted at step {progress_steps(path / 'progress.csv')}: "
+               + ("--resume" if resumable else f"{run.script} has no --resume, starting from scratch"))
+    else:
+        action, why = "start", "new"
+    if missing:
+        why += f"; waits for {len(missing)} input checkpoint(s)"
+    return {"action": action, "command": cmd, "why": why, "missing": missing}
+
+
+def script_help(scripts: list[str]) -> dict[str, str]:
+    """`python SCRIPT --help` of each script (in parallel: each one imports torch and the envs)."""
+    procs = {s: subprocess.Popen([sys.executable, s, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+             for s in scripts}
+    return {s: p.communicate()[0] for s, p in procs.items()}
+
+
+def unknown_flags(run: Run, help_text: str) -> list[str]:
+    return [f for f in run.flags if f.startswith("--")
+            and not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", help_text)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Execution: one Ray task per run, one subprocess per task
+
+
+def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> dict:
+    """Body of the Ray task: decide again (the inputs have finished by now), then run the subprocess with
+    its output in {root}/NAME/log.txt. Returns a status dict; never raises, so dependants can read it."""
+    run, root = Run(**run_dict), Path(root)
+    started = time.time()
+    status = {"name": run.name, "seconds": 0.0}
+    failed_inputs = [u["name"] for u in upstream if u["status"] not in ("finished", "skipped")]
+    plan = plan_run(run, root, resumable, sys.executable)
+    if plan["action"] == "skip":
+        return {**status, "status": "skipped", "why": plan["why"]}
+    if plan["action"] == "refuse":
+        return {**status, "status": "refused", "why": plan["why"]}
+    if plan["missing"]:
+        return {**status, "status": "blocked",
+                "why": f"inputs failed: {failed_inputs}" if failed_inputs else f"missing {plan['missing']}"}
+    run_dir = root / run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(
+        {**asdict(run), "command": shlex.join(plan["command"]), "action": plan["action"]}, indent=2))
+    with open(run_dir / "log.txt", "a") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {plan['action']}: {plan['why']}\n"
+                  f"$ {shlex.join(plan['command'])}\n")
+        log.flush()
+        returncode = subprocess.run(plan["command"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL).returncode
+        log.write(f"=== exit code {returncode}\n")
+    done = run_state(run, root)[0] == "finished"
+    return {**status, "status": "finished" if returncode == 0 and done else "failed", "returncode": returncode,
+            "seconds": time.time() - started, "why": f"see {run_dir / 'log.txt'}"}
+
+
+class Progress:
+    """Runs done / total, environment steps per second over this session, time left; tqdm if present."""
+
+    def __init__(self, runs: list[Run], root: Path):
+        self.runs, self.root, self.start = runs, root, time.time()
+        self.total_steps = sum(r.total_timesteps or 0 for r in runs)
+        self.start_steps = self.steps()
+        self.last_print = 0.0
+        try:
+            from tqdm import tqdm
+            self.bar = tqdm(total=len(runs), unit="run", dynamic_ncols=True)
+        except ImportError:
+            self.bar = None
+
+    def steps(self) -> int:
+        """Steps done by the training runs: the newest progress.csv of each run folder."""
+        total = 0
+        for run in self.runs:
+            if run.kind != "train":
+                continue
+            csvs = [p / "progress.csv" for p in subfolders(self.root / run.name) if (p / "progress.csv").is_file()]
+            if csvs:
+                total += min(progress_steps(max(csvs, key=lambda p: p.stat().st_mtime)), run.total_timesteps)
+        return total
+
+    def update(self, done: int, finished_now: int = 0) -> None:
+        elapsed = time.time() - self.start
+        steps = self.steps()
+        rate = (steps - self.start_steps) / elapsed if elapsed > 0 else 0.0
+        left = (self.total_steps - steps) / rate if rate > 0 else float("nan")
+        eta = "?" if left != left else f"{int(left // 3600)}h{int(left % 3600 // 60):02d}m"
+        text = f"{steps:,}/{self.total_steps:,} steps, {rate:,.0f} steps/s, left {eta}"
+        if self.bar is not None:
+            self.bar.update(finished_now)
+            self.bar.set_postfix_str(text)
+        elif time.time() - self.last_print > 30 or finished_now:
+            print(f"[{done}/{len(self.runs)} runs] {text}", flush=True)
+            self.last_print = time.time()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def launch(runs: list[Run], root: Path, resumable: dict[str, bool], workers: Optional[int] = None,
+           address: Optional[str] = None, progress: bool = True) -> list[dict]:
+    """Submit every run as a Ray task (dependants receive their inputs' object refs) and wait for all."""
+    import ray
+
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, configure_logging=False)
+    try:
+        pool = int(ray.cluster_resources().get("CPU", 1))
+        task = ray.remote(execute_run)
+        refs, by_name = {}, {r.name: r for r in runs}
+
+        def submit(run: Run):
+            if run.name in refs:
+                return refs[run.name]
+            upstream = [submit(by_name[n]) for n in run.inputs if n in by_name]
+            cpus = min(run.cpus, pool)  # a 2-CPU run on a 1-CPU pool would wait forever
+            refs[run.name] = task.options(num_cpus=cpus, max_retries=1, name=run.name).remote(
+                asdict(run), str(root), resumable.get(run.script, False), *upstream)
+            return refs[run.name]
+
+        for run in runs:
+            submit(run)
+        bar = Progress(runs, root) if progress else None
+        pending, results = list(refs.values()), []
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS)
+            results += ray.get(ready)
+            for r in ray.get(ready):
+                if r["status"] not in ("finished", "skipped"):
+                    print(f"{r['name']}: {r['status']} ({r.get('why', '')})", file=sys.stderr, flush=True)
+            if bar:
+                bar.update(len(results), len(ready))
+        if bar:
+            bar.close()
+        return results
+    finally:
+        ray.shutdown()
+
+
+def main(args: Args) -> list[dict]:
+    if args.nav_cpus < 1 or args.robustness_episodes < 1 or (args.workers is not None and args.workers < 1):
+        raise SystemExit("error: --nav-cpus, --robustness-episodes and --workers must be positive")
+    for name in ("total_timesteps", "steps_per_epoch", "num_envs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive")
+    root = root_path(args.root)
+    runs = select_runs(args)
+    if not runs:
+        raise SystemExit("error: no run left after --algos/--env-ids/--filter")
+    states = {r.name: run_state(r, root)[0] for r in runs}
+    todo = [r for r in runs if states[r.name] not in ("finished", "mismatch")]
+    helps = {}
+    needs_help = {r.script for r in todo if states[r.name] == "interrupted"}
+    if args.check_flags and not args.dry_run:
+        needs_help |= {r.script for r in todo}
+    if needs_help:
+        helps = script_help(sorted(needs_help))
+    resumable = {s: bool(re.search(r"(?<![\w-])--resume(?![\w-])", h)) for s, h in helps.items()}
+    if args.check_flags and not args.dry_run:
+        bad = {r.name: unknown_flags(r, helps[r.script]) for r in todo}
+        bad = {k: v for k, v in bad.items() if v}
+        if bad:
+            lines = "\n".join(f"  {k}: {' '.join(v)}" for k, v in list(bad.items())[:10])
+            raise SystemExit(f"error: {len(bad)} run(s) pass flags their script's --help does not list "
+                             f"(an older script?):\n{lines}\n(--no-check-flags runs them anyway)")
+
+    counts = {}
+    for run in runs:
+        plan = plan_run(run, root, resumable.get(run.script, False), "python")
+        counts[plan["action"]] = counts.get(plan["action"], 0) + 1
+        if args.dry_run:
+            cmd = "" if plan["command"] is None else "\n    " + shlex.join(plan["command"])
+            print(f"[{plan['action']}] {run.name} ({run.cpus} CPU): {plan['why']}{cmd}")
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items())
+    print(f"{len(runs)} runs under {root}: {summary}", flush=True)
+    if args.dry_run:
+        return []
+    launchable = [r for r in runs if states[r.name] != "mismatch"]
+    results = [{"name": r.name, "status": "refused"} for r in runs if states[r.name] == "mismatch"]
+    if all(states[r.name] == "finished" for r in launchable):  # no need to start Ray
+        results += [{"name": r.name, "status": "skipped"} for r in launchable]
+    else:
+        results += launch(launchable, root, resumable, args.workers, args.address)
+    by_status = {}
+    for r in results:
+        by_status.setdefault(r["status"], []).append(r["name"])
+    print("done: " + ", ".join(f"{len(v)} {k}" for k, v in by_status.items()))
+    for status in ("failed", "blocked", "refused"):
+        for name in by_status.get(status, []):
+            print(f"  {status}: {name} ({root / name / ('run.json' if status == 'refused' else 'log.txt')})")
+    return results
+
+
+if __name__ == "__main__":
+    results = main(tyro.cli(Args))
+    if any(r["status"] != "finished" and r["status"] != "skipped" for r in results):
+        sys.exit(1)

@@ -1,0 +1,177 @@
+"""benchmark/run.py: the presets expand to the paper's matrices, the skip / resume / restart decisions
+follow the folders on disk, and a real two-run matrix goes through a local Ray pool."""
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_script
+
+RUN = ROOT / "benchmark" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def run_py():
+    return load_script(RUN)
+
+
+def flag(run, name):
+    return run.flags[run.flags.index(name) + 1]
+
+
+def test_main_preset_is_nine_algorithms_on_four_tasks_with_three_seeds_and_the_stated_budget(run_py):
+    runs = run_py.preset_runs("main")
+    assert len(runs) == 9 * 4 * 3 and len({r.name for r in runs}) == len(runs)
+    assert {r.env_id for r in runs} == {"SafetyCarCircle1-v0", "SafetyCarGoal1-v0", "SafetyAntVelocity-v1",
+                                        "SafetyHopperVelocity-v1"}
+    assert {Path(r.script).stem for r in runs} == {"strpo", "trpo_lag", "cpo", "ppo_lag", "cppo_pid", "rcpo",
+                                                   "pcpo", "cup", "focops"}
+    assert all((ROOT / r.script).is_file() for r in runs)
+    for r in runs:
+        navigation = "Car" in r.env_id
+        assert r.total_timesteps == (300_000 if navigation else 450_000) and r.steps_per_epoch == 15_000
+        assert r.cpus == (2 if navigation else 1) and r.seed in (0, 1, 2) and r.flags == []
+        assert r.name == f"{r.env_id}__{Path(r.script).stem}__{r.seed}"  # stable: no timestamp
+
+
+def test_navigation_runs_need_more_than_one_cpu_only_with_async_envs(run_py):
+    assert run_py.cpus_needed("SafetyCarGoal1-v0", [], 3) == 3
+    assert run_py.cpus_needed("SafetyPointButton2-v0", ["--vector-mode", "async"], 2) == 2
+    assert run_py.cpus_needed("SafetyCarGoal1-v0", ["--vector-mode", "sync"], 2) == 1
+    assert run_py.cpus_needed("SafetyAntVelocity-v1", [], 2) == 1
+    assert not run_py.is_navigation("SafetyHopperVelocity-v1") and run_py.is_navigation("SafetyPointPush1-v0")
+
+
+def test_ablation_presets_carry_the_values_of_appendix_c_on_hopper(run_py):
+    delta = run_py.preset_runs("ablation-delta")
+    pairs = {(flag(r, "--delta1"), flag(r, "--delta2")) for r in delta}
+    assert pairs == {("0.01", "0.01"), ("0.001", "0.001"), ("0.0001", "0.0001"), ("0.01", "0.0001")}
+    lam = run_py.preset_runs("ablation-lambda2")
+    assert {(flag(r, "--lambda2-mode"), flag(r, "--lambda2")) for r in lam} == {("fixed", "0.01"), ("fixed", "1.0")}
+    comp = run_py.preset_runs("ablation-components")
+    assert {tuple(r.flags) for r in comp} == {("--no-joint-advantage",), ("--no-exclusion",)}
+    for runs in (delta, lam, comp):
+        assert {r.env_id for r in runs} == {"SafetyHopperVelocity-v1"} and {r.seed for r in runs} == {0, 1, 2}
+        assert {r.script for r in runs} == {"strpo.py"}
+
+
+def test_unsafe_ablation_feeds_each_strpo_seed_the_pi_unsafe_trained_with_its_critic(run_py):
+    runs = run_py.preset_runs("ablation-unsafe")
+    unsafe = {r.name: r for r in runs if r.script == "unsafe_cvar_trpo.py"}
+    strpo = [r for r in runs if r.script == "strpo.py"]
+    assert len(unsafe) == 6 and len(strpo) == 6
+    assert {flag(r, "--critic") for r in unsafe.values()} == {"cvar", "mean"}
+    for r in strpo:
+        (source,) = r.inputs
+        assert source in unsafe and unsafe[source].seed == r.seed
+        assert flag(r, "--unsafe-policy-path") == f"@ckpt:{source}/unsafe_cvar_trpo.pt"
+        assert ("unsafe=" + flag(unsafe[source], "--critic")) in r.name
+
+
+def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_navigation_task_and_seed(run_py):
+    runs = run_py.preset_runs("robustness", episodes=7)
+    main_names = {r.name for r in run_py.preset_runs("main")}
+    assert len(runs) == 2 * 3 and {r.env_id for r in runs} == {"SafetyCarCircle1-v0", "SafetyCarGoal1-v0"}
+    for r in runs:
+        assert len(r.inputs) == 9 and set(r.inputs) <= main_names
+        assert all(n.startswith(r.env_id) and n.endswith(f"__{r.seed}") for n in r.inputs)
+        rates = r.flags[r.flags.index("--rates") + 1: r.flags.index("--episodes")]
+        assert [float(x) for x in rates] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        assert flag(r, "--episodes") == "7" and r.checkpoint_name == "robustness.csv"
+
+
+def test_aliases_filters_and_overrides_narrow_and_change_the_matrix(run_py):
+    args = run_py.Args(preset=["all"])
+    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 12 + 6 + 6
+    args = run_py.Args(preset=["main", "ablations"], filter=["Hopper", "strpo|cpo"], seeds=[0])
+    names = [r.name for r in run_py.select_runs(args)]
+    assert names and all("Hopper" in n and ("strpo" in n or "cpo" in n) for n in names)
+    args = run_py.Args(preset=["main"], algos=["ppo_lag"], env_ids=["SafetyHopperVelocity-v1"], seeds=[0, 1],
+                       total_timesteps=2000, steps_per_epoch=1000, num_envs=1)
+    runs = run_py.select_runs(args)
+    assert [r.name for r in runs] == ["SafetyHopperVelocity-v1__ppo_lag__0", "SafetyHopperVelocity-v1__ppo_lag__1"]
+    assert all(r.total_timesteps == 2000 and r.steps_per_epoch == 1000 and r.flags == ["--num-envs", "1"]
+               for r in runs)
+    with pytest.raises(SystemExit, match="unknown preset"):
+        run_py.select_runs(run_py.Args(preset=["mian"]))
+
+
+def write_progress(folder: Path, steps: list[int]) -> None:
+    folder.mkdir(parents=True)
+    with open(folder / "progress.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["global_step", "epoch", "ep_ret", "ep_cost"])
+        for i, s in enumerate(steps):
+            w.writerow([s, i + 1, 1.0, 0.0])
+
+
+def test_skip_resume_restart_and_refuse_decisions_follow_the_folders(run_py, tmp_path):
+    (run,) = run_py.matrix(["baselines/ppo_lag.py"], ["SafetyHopperVelocity-v1"], [3])
+    run_dir = tmp_path / run.name
+    plan = run_py.plan_run(run, tmp_path, resumable=True)
+    assert plan["action"] == "start" and "--resume" not in plan["command"]
+    assert plan["command"][plan["command"].index("--output-dir") + 1] == str(run_dir)
+    # interrupted: two partial subfolders (an earlier restart); the most advanced one is resumed
+    write_progress(run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__100", [15000, 30000, 45000])
+    write_progress(run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__200", [15000])
+    plan = run_py.plan_run(run, tmp_path, resumable=True)
+    assert plan["action"] == "resume" and "45000" in plan["why"]
+    assert plan["command"][-2:] == ["--resume", str(run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__100")]
+    plan = run_py.plan_run(run, tmp_path, resumable=False)
+    assert plan["action"] == "restart" and "--resume" not in plan["command"]
+    # finished: the final checkpoint exists in some subfolder
+    (run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__200" / "ppo_lag.pt").write_bytes(b"x")
+    assert run_py.plan_run(run, tmp_path, resumable=True)["action"] == "skip"
+    # the folder was made with another budget: refused, never mixed
+    (run_dir / "run.json").write_text(json.dumps({**run_py.identity(run), "total_timesteps": 1}))
+    assert run_py.plan_run(run, tmp_path, resumable=True)["action"] == "refuse"
+    (run_dir / "run.json").write_text(json.dumps(run_py.identity(run)))
+    assert run_py.plan_run(run, tmp_path, resumable=True)["action"] == "skip"
+
+
+def test_checkpoint_inputs_resolve_once_their_run_has_finished(run_py, tmp_path):
+    strpo = [r for r in run_py.preset_runs("ablation-unsafe", seeds=(0,)) if r.script == "strpo.py"][0]
+    cmd, missing = run_py.build_command(strpo, tmp_path, "python")
+    assert len(missing) == 1 and missing[0] in cmd and "*" in missing[0]
+    ckpt = tmp_path / strpo.inputs[0] / "SafetyHopperVelocity-v1__unsafe_cvar_trpo__0__5" / "unsafe_cvar_trpo.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    cmd, missing = run_py.build_command(strpo, tmp_path, "python")
+    assert missing == [] and cmd[cmd.index("--unsafe-policy-path") + 1] == str(ckpt)
+    # a task whose inputs are missing reports itself blocked and runs nothing
+    robust = run_py.preset_runs("robustness", seeds=(0,))[0]
+    status = run_py.execute_run(run_py.asdict(robust), str(tmp_path), False)
+    assert status["status"] == "blocked" and not (tmp_path / robust.name).exists()
+
+
+def test_flags_missing_from_a_scripts_help_are_reported(run_py):
+    (run,) = run_py.preset_runs("ablation-lambda2", seeds=(0,))[:1]
+    help_text = "│ --lambda2 FLOAT  weight │\n│ --no-exclusion, --no-no-exclusion │"
+    assert run_py.unknown_flags(run, help_text) == ["--lambda2-mode"]
+    assert run_py.unknown_flags(run, help_text + "\n│ --lambda2-mode {kkt,fixed} │") == []
+
+
+def test_a_two_run_matrix_runs_through_a_local_ray_pool_then_is_skipped(tmp_path):
+    cmd = [sys.executable, str(RUN), "--preset", "main", "--algos", "ppo_lag", "--env-ids",
+           "SafetyHopperVelocity-v1", "--seeds", "0", "1", "--total-timesteps", "2000", "--steps-per-epoch", "1000",
+           "--num-envs", "1", "--workers", "2", "--root", str(tmp_path)]
+    start = time.time()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "done: 2 finished" in out.stdout
+    for seed in (0, 1):
+        run_dir = tmp_path / f"SafetyHopperVelocity-v1__ppo_lag__{seed}"
+        (sub,) = [p for p in run_dir.iterdir() if p.is_dir()]
+        assert sub.name.startswith(f"SafetyHopperVelocity-v1__ppo_lag__{seed}__")
+        assert (sub / "ppo_lag.pt").is_file()
+        rows = list(csv.DictReader(open(sub / "progress.csv")))
+        assert [int(r["global_step"]) for r in rows] == [1000, 2000]
+        assert "exit code 0" in (run_dir / "log.txt").read_text()
+        assert json.loads((run_dir / "run.json").read_text())["seed"] == seed
+    print(f"two-run matrix through Ray: {time.time() - start:.1f} s")
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "2 runs under" in again.stdout and "2 skip" in again.stdout
+    assert "done: 2 skipped" in again.stdout
