@@ -1,50 +1,62 @@
-"""CUP: Constrained Update Projection (Yang, Ji, Dai, Zhang, Li, Pan, NeurIPS 2022).
+"""CUP: Constrained Update Projection (Yang, Ji, Dai, Zhang, Zhou, Li, Yang, Pan, NeurIPS 2022).
 
 Two first-order steps per epoch (paper section 4, Algorithm 1):
 
   1. policy improvement: pi_{k+1/2} maximises the reward surrogate near pi_k, implemented as in
-     the authors' OmniSafe code by PPO-clip on the reward advantage,
+     the authors' code (github.com/zmsn-2077/CUP-safe-rl, algorithm/cup.py) and OmniSafe's
+     (omnisafe/algorithms/on_policy/first_order/cup.py) by PPO-clip on the reward advantage,
          L_imp(theta) = -mean_t min(ratio_t A^r_t, clip(ratio_t, 1 - eps, 1 + eps) A^r_t),
      ratio_t = pi_theta(a_t|s_t) / pi_k(a_t|s_t), early-stopped when the mean
      KL(pi_k || pi_theta) exceeds --target-kl;
-  2. projection: pi_{k+1} minimises the KL to the improved policy plus the nu-weighted cost
+  2. projection: pi_{k+1} minimises the KL from the improved policy plus the nu-weighted cost
      surrogate of the paper's GAE bound (eq. 14-15, the Lagrangian of the projection problem):
-         L_proj(theta) = mean_s KL(pi_{k+1/2}(.|s) || pi_theta(.|s))
+         L_proj(theta) = mean_s KL(pi_theta(.|s) || pi_{k+1/2}(.|s))
                          + nu * (1 - gamma * lambda) / (1 - gamma) * mean_t[ratio_t A^c_t],
-     ratio_t again against pi_k (the cost surrogate is the bound's estimate around pi_k),
-     early-stopped when KL(pi_{k+1/2} || pi_theta) exceeds --target-kl.
-  The multiplier is updated once per epoch from the cost gap (Algorithm 1):
-         nu <- max(0, nu + nu_lr * (J_c - d)),
+     KL(pi_theta || pi_{k+1/2}) in this order as in both codes above (gaussian_kl(new, improved)
+     in the authors' code, kl_divergence(new, improved) in OmniSafe's); ratio_t again against
+     pi_k (the cost surrogate is the bound's estimate around pi_k, both codes); early-stopped
+     when KL(pi_{k+1/2} || pi_theta) exceeds --target-kl (OmniSafe's check).
+  The multiplier is updated once per epoch, before the two steps, by the projected dual ascent
+  of the authors' code (algorithm/cup.py, `update_params`, defaults in main.py):
+         nu <- clip(nu + nu_lr * (J_c - d), 0, nu_max),   nu_lr 0.01, nu_max 2.0, nu starts at 0,
   J_c the mean cost of the episodes that finished this epoch (if none finished, nu is kept).
+  The authors' J_c is the mean *discounted* episode cost of their 2048-step batch against a limit
+  of 20; ours is the undiscounted mean episode cost against d = 25, as every script here
+  (SPEC 6). OmniSafe 0.5.0 instead moves nu by Adam (lr 0.035, init 0.001, cap 2.0 in its
+  configs/on-policy/CUP.yaml, omnisafe/common/lagrange.py): Adam's step is about 0.035 per epoch
+  whatever the size of the violation, so nu needs some 57 violating epochs to reach its cap;
+  the authors' plain step reaches it in 5 epochs at J_c - d = 45 and still reacts in proportion
+  to small violations. We follow the authors because CUP is their algorithm.
 
-`ppo_clip_loss` and `cup_projection_loss` are pure functions of tensors, checked against their
-formulas in tests/test_projection.py, which also checks that the projection lowers the cost
-surrogate of the improved policy when the constraint is violated.
+`ppo_clip_loss`, `cup_projection_loss` and `update_nu` are pure functions of tensors and numbers:
+tests/test_projection.py checks the losses against their formulas, tests/test_cup_focops.py
+checks that the projection step reaches the known minimiser of a tiny Gaussian problem and that nu
+rises while J_c > d up to a cap the run can reach.
 
 Choices where the paper is silent: reward and cost advantages are both standardised over the
-batch (OmniSafe), so nu weighs two unit-scale terms; both steps share one Adam optimizer; the
-epoch's data is used in 512-sample minibatches for up to 10 passes per step (about the number of
-gradient steps of OmniSafe's 64-sample minibatches on its smaller batches, at a fraction of the
-CPU time); gradients are clipped to norm 0.5 (CleanRL PPO).
+batch (the authors' code, utils/data_generator.py; OmniSafe only centres the cost advantage), so
+nu weighs two unit-scale terms; both steps share one Adam optimizer (both codes); the epoch's
+data is used in 512-sample minibatches for up to 10 passes per step (about the number of gradient
+steps of the authors' 64-sample minibatches on their 2048-step batches, at a fraction of the CPU
+time); gradients are clipped to norm 0.5 (CleanRL PPO; both CUP codes clip at 40).
 
-Defaults: clip 0.2, policy lr 3e-4, target KL 0.02 (PPO defaults of OmniSafe/SafePO, SPEC);
-nu starts at 0.001 with lr 0.035 (SPEC's Lagrangian defaults shared with PPO-Lag/TRPO-Lag);
-gamma 0.99, GAE lambda 0.95 for reward and cost, which also set the (1 - gamma lambda)/(1 - gamma)
-= 5.95 coefficient (OmniSafe, SafePO); 64x64 tanh (SPEC); critics Adam lr 3e-3, 20 passes of
-512-sample minibatches instead of OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by
-benchmark/critic_minibatch.py, benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the
-reference's held-out value loss in about 0.4-0.5x its time); 15,000 steps per epoch (the sTRPO
-paper's protocol, section 5.2).
+Defaults: clip 0.2, policy lr 3e-4, target KL 0.02 (the authors' clip and lr; their KL bound
+delta is 0.02, OmniSafe's target_kl 0.01); nu as above; gamma 0.99, GAE lambda 0.95 for reward
+and cost, which also set the (1 - gamma lambda)/(1 - gamma) = 5.95 coefficient (both codes);
+64x64 tanh (both codes); critics Adam lr 3e-3, 20 passes of 512-sample minibatches instead of
+OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by benchmark/critic_minibatch.py,
+benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the reference's held-out value loss in
+about 0.4-0.5x its time); 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
 
 Usage:
     python baselines/cup.py --env-id SafetyCarCircle1-v0
-    python baselines/cup.py --env-id SafetyHopperVelocity-v1 --nu-lr 0.05
+    python baselines/cup.py --env-id SafetyHopperVelocity-v1 --nu-lr 0.02 --nu-max 5
 
 progress.csv columns beyond the common ones: nu (the multiplier used this epoch), nu_updated
 (0 when no episode finished), kl (KL(pi_k || pi_{k+1})), kl_improve, kl_projection
 (KL(pi_{k+1/2} || pi_{k+1}), the projection size), improve_epochs, projection_epochs,
 cost_surrogate_improved and cost_surrogate_final (mean ratio * A^c against pi_k after each step),
-reward_surrogate_final, value losses.
+reward_surrogate_final, value losses. docs/algorithms/cup.md explains them and what was measured.
 """
 from __future__ import annotations
 
@@ -133,10 +145,12 @@ class Args:
     """maximum passes over the epoch's data in the projection step"""
     minibatch_size: int = 512
     """actor minibatch size"""
-    nu_init: float = 0.001
-    """initial cost multiplier nu"""
-    nu_lr: float = 0.035
-    """step size of nu <- max(0, nu + nu_lr * (J_c - d))"""
+    nu_init: float = 0.0
+    """initial cost multiplier nu (the authors' code)"""
+    nu_lr: float = 0.01
+    """step size of nu <- clip(nu + nu_lr * (J_c - d), 0, nu_max) (the authors' code)"""
+    nu_max: float = 2.0
+    """cap of the cost multiplier nu (the authors' code; OmniSafe's lagrangian_upper_bound)"""
     critic_lr: float = 3e-3
     """Adam learning rate of the reward and cost critics"""
     critic_epochs: int = 20
@@ -178,8 +192,8 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: --cost-limit must be non-negative, got {args.cost_limit}")
     if not (args.target_kl > 0 and 0 < args.gamma < 1 and 0 <= args.gae_lambda <= 1 and args.clip_coef > 0):
         raise SystemExit("error: need --target-kl > 0, 0 < --gamma < 1 (the CUP coefficient divides by 1 - gamma), 0 <= --gae-lambda <= 1, --clip-coef > 0")
-    if not (args.policy_lr > 0 and args.nu_lr >= 0 and args.nu_init >= 0):
-        raise SystemExit("error: need --policy-lr > 0, --nu-lr >= 0, --nu-init >= 0")
+    if not (args.policy_lr > 0 and args.nu_lr >= 0 and 0 <= args.nu_init <= args.nu_max):
+        raise SystemExit("error: need --policy-lr > 0, --nu-lr >= 0, 0 <= --nu-init <= --nu-max")
     if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
         raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
@@ -435,12 +449,17 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
 def cup_projection_loss(mean: torch.Tensor, log_std: torch.Tensor, improved_mean: torch.Tensor,
                         improved_log_std: torch.Tensor, logp: torch.Tensor, old_logp: torch.Tensor,
                         cost_adv: torch.Tensor, nu: float, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Projection loss (paper eq. 14-15): mean_s KL(pi_{k+1/2} || pi_theta)
+    """Projection loss (paper eq. 14-15): mean_s KL(pi_theta || pi_{k+1/2})
     + nu (1 - gamma lambda)/(1 - gamma) mean[ratio A^c], ratio = pi_theta / pi_k. Returns (loss, kl)."""
-    kl = gaussian_kl(improved_mean, improved_log_std, mean, log_std).mean()
+    kl = gaussian_kl(mean, log_std, improved_mean, improved_log_std).mean()  # the authors' and OmniSafe's order
     coef = (1 - gamma * gae_lambda) / (1 - gamma)  # from the GAE form of the paper's cost bound
     cost_surrogate = (torch.exp(logp - old_logp) * cost_adv).mean()
     return kl + nu * coef * cost_surrogate, kl
+
+
+def update_nu(nu: float, mean_ep_cost: float, cost_limit: float, nu_lr: float, nu_max: float) -> float:
+    """Projected dual ascent of the authors' code: nu <- clip(nu + nu_lr (J_c - d), 0, nu_max)."""
+    return min(nu_max, max(0.0, nu + nu_lr * (mean_ep_cost - cost_limit)))
 
 
 def minibatch_indices(n: int, size: int):
@@ -638,10 +657,10 @@ def main(args: Args) -> Path:
         cost_adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
         cost_adv = (cost_adv - cost_adv.mean()) / (cost_adv.std() + 1e-8)
 
-        # ---------------- multiplier: nu <- max(0, nu + nu_lr (J_c - d)) (Algorithm 1) ----------------
+        # ---------------- multiplier: nu <- clip(nu + nu_lr (J_c - d), 0, nu_max) (authors' code) ---------
         nu_updated = bool(finished_cost)  # no finished episode: keep nu (SPEC 6)
         if nu_updated:
-            nu = max(0.0, nu + args.nu_lr * (float(np.mean(finished_cost)) - args.cost_limit))
+            nu = update_nu(nu, float(np.mean(finished_cost)), args.cost_limit, args.nu_lr, args.nu_max)
 
         # ---------------- policy: improvement step, then projection step ----------------
         try:

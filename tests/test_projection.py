@@ -105,8 +105,8 @@ def test_cup_projection_loss_equals_its_formula():
     nu, gamma, lam = 0.7, 0.99, 0.95
     loss, kl = m.cup_projection_loss(t["mean"], t["log_std"], t["old_mean"], t["old_log_std"], t["logp"], t["old_logp"],
                                      t["cost_adv"], nu, gamma, lam)
-    # here old_mean/old_log_std play pi_{k+1/2}: KL(pi_{k+1/2} || pi_theta)
-    kl_ref = gaussian_kl_literal(d["old_mean"], np.exp(d["old_log_std"]), d["mean"], np.exp(d["log_std"])).mean()
+    # here old_mean/old_log_std play pi_{k+1/2}: KL(pi_theta || pi_{k+1/2}), the CUP codes' order
+    kl_ref = gaussian_kl_literal(d["mean"], np.exp(d["log_std"]), d["old_mean"], np.exp(d["old_log_std"])).mean()
     expected = kl_ref + nu * 5.95 * (np.exp(d["logp"] - d["old_logp"]) * d["cost_adv"]).mean()  # (1-.99*.95)/(1-.99)
     assert float(kl) == pytest.approx(kl_ref, rel=1e-12)
     assert float(loss) == pytest.approx(expected, rel=1e-12)
