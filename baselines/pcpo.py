@@ -18,8 +18,13 @@ independent equality-constrained solve in both metrics).
 Choice where the paper is silent: the paper applies the projected step as is. Like OmniSafe and
 SafePO we guard it with a backtracking line search on theta_k + 0.8^j s that accepts the first
 point with measured mean KL(pi_k || pi_theta) <= delta and a cost-surrogate increase no larger
-than max(-c, 0); the reward surrogate is not required to improve, because the projection may
-rightly trade reward for feasibility. With no acceptable point theta_k is kept.
+than max(-c, 0) + tol, tol = std(A^c) / sqrt(N) (one standard error of the cost surrogate's batch
+estimate); the reward surrogate is not required to improve, because the projection may rightly
+trade reward for feasibility. With no acceptable point theta_k is kept. The tolerance is ours:
+OmniSafe's PCPO line search accepts a cost change up to max(-c, 0) with no margin (and demands a
+reward improvement), so at c = 0, where a projected step lies on the plane b^T s = 0 and its
+cost-surrogate change is pure second order, every backtrack can be rejected; a change smaller
+than the surrogate's own sampling error is no evidence that the constraint got worse.
 
 Scaling of the cost surrogate (as in baselines/cpo.py): L_c(theta) = mean_t[ratio_t * A^c_t] with
 the cost GAE centred but not rescaled estimates the change of the per-step cost rate, so the
@@ -43,8 +48,8 @@ Usage:
 progress.csv columns beyond the common ones: jc_used and c, violation (b^T s_r + c, the
 linearised constraint after the reward step), projection_coef (max(0, violation / b^T L^-1 b)),
 projection_size (|projection_coef * L^-1 b|), reward_step_norm, step_norm, kl (measured, accepted
-step), backtracks, accepted, surrogate_improvement, cost_surrogate_change, cg residuals, value
-losses.
+step), backtracks, accepted, surrogate_improvement, cost_surrogate_change, cost_tolerance (the
+line search's margin), cg residuals, value losses.
 """
 from __future__ import annotations
 
@@ -479,8 +484,9 @@ def flat_grad(output: torch.Tensor, params: list, retain_graph: bool = False) ->
 
 def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, reward_adv: torch.Tensor,
                 cost_adv: torch.Tensor, c: float, args: Args) -> dict:
-    """One PCPO update in place; returns its diagnostics. Raises FloatingPointError on a
-    non-finite gradient or step (the caller aborts without writing a checkpoint)."""
+    """One PCPO update in place; returns its diagnostics, among them "step": the projected step s
+    before the line search. Raises FloatingPointError on a non-finite gradient or step (the
+    caller aborts without writing a checkpoint)."""
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
         old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
@@ -508,7 +514,11 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
     if not torch.isfinite(step).all():
         raise FloatingPointError("non-finite PCPO step")
 
-    # safeguard line search (not in the paper; OmniSafe/SafePO): measured KL and cost slack
+    # safeguard line search (not in the paper; OmniSafe/SafePO): measured KL and cost slack. The
+    # slack max(-c, 0) is widened by one standard error of the cost surrogate's batch estimate:
+    # at c = 0 a projected step lies on the plane b^T s = 0, its cost-surrogate change is pure
+    # second order, and without this margin every backtrack can be rejected.
+    cost_tolerance = float(cost_adv.std()) / math.sqrt(cost_adv.numel())
     theta_old = get_flat_params(actor)
     reward_old, cost_old = float(reward_surr.detach()), float(cost_surr.detach())
     accepted, kl, reward_new, cost_new = False, 0.0, reward_old, cost_old
@@ -518,7 +528,7 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
             kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
             reward_new, cost_new = (float(x) for x in surrogates())
         finite = all(math.isfinite(x) for x in (kl, reward_new, cost_new))
-        if finite and kl <= args.target_kl and cost_new - cost_old <= max(-c, 0.0):
+        if finite and kl <= args.target_kl and cost_new - cost_old <= max(-c, 0.0) + cost_tolerance:
             accepted = True
             break
     if not accepted:
@@ -527,7 +537,8 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
     return {**info, "reward_step_norm": float(reward_step.norm()), "step_norm": float(step.norm()),
             "kl": kl, "accepted": int(accepted), "backtracks": j if accepted else args.backtrack_iters,
             "surrogate_improvement": reward_new - reward_old, "cost_surrogate_change": cost_new - cost_old,
-            "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b}
+            "cost_tolerance": cost_tolerance, "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b,
+            "step": step.detach().clone()}
 
 
 def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, returns: torch.Tensor,
@@ -667,6 +678,7 @@ def main(args: Args) -> Path:
         # ---------------- policy: PCPO reward step and projection ----------------
         try:
             diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
+            diag.pop("step")  # the projected step before the line search (tests read it), not a csv column
             reward_value_loss = fit_critic(reward_critic, reward_critic_opt, b_obs,
                                            torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args)
             cost_value_loss = fit_critic(cost_critic, cost_critic_opt, b_obs,
