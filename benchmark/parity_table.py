@@ -1,0 +1,74 @@
+"""Parity table: our baselines against OmniSafe 0.5.0 on SafetyHopperVelocity-v1 at 450k steps.
+
+Reads our run records (docs/runs/parity-hopper-450k/<script>__<env>__seed<k>/progress.csv) and
+OmniSafe's progress.csv files (../shared/peer-runs/omnisafe-hopper-450k/<ALGO>_seed-00<k>.csv by
+default) and prints a Markdown table. Final = mean of the last 3 epochs of the episode return /
+cost per seed, then mean ± std (sample std, ddof=1, as in the OmniSafe folder's README) over seeds; mean cost = mean
+episode cost over all epochs per seed, then mean ± std over seeds. Epochs with no finished
+episode (NaN) are skipped in the means.
+
+    python benchmark/parity_table.py
+    python benchmark/parity_table.py --ours docs/runs/parity-hopper-450k --omnisafe ../shared/peer-runs/omnisafe-hopper-450k
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = [("cpo", "CPO"), ("trpo_lag", "TRPOLag"), ("ppo_lag", "PPOLag")]  # (our script, OmniSafe algo)
+LAST = 3  # final = mean of the last 3 epochs
+
+
+def read_columns(path: Path, ret_key: str, cost_key: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = list(csv.DictReader(open(path)))
+    ret = np.array([float(r[ret_key]) if r[ret_key] not in ("", "nan") else math.nan for r in rows])
+    cost = np.array([float(r[cost_key]) if r[cost_key] not in ("", "nan") else math.nan for r in rows])
+    return ret, cost
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    final_ret = [np.nanmean(ret[-LAST:]) for ret, _ in runs]
+    final_cost = [np.nanmean(cost[-LAST:]) for _, cost in runs]
+    mean_cost = [np.nanmean(cost) for _, cost in runs]
+    return {"n": len(runs), "epochs": min(len(r) for r, _ in runs),
+            "final_ret": mean_std(final_ret), "final_cost": mean_std(final_cost), "mean_cost": mean_std(mean_cost), "per_seed": list(zip(final_ret, final_cost))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ours", type=Path, default=ROOT / "docs" / "runs" / "parity-hopper-450k")
+    parser.add_argument("--omnisafe", type=Path, default=ROOT.parent / "shared" / "peer-runs" / "omnisafe-hopper-450k")
+    parser.add_argument("--env-id", default="SafetyHopperVelocity-v1")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+
+    print("| algorithm | implementation | seeds | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |")
+    print("|---|---|---|---|---|---|---|")
+    for script, algo in PAIRS:
+        for label, paths, keys in (
+            (f"ours (`baselines/{script}.py`)",
+             [args.ours / f"{script}__{args.env_id}__seed{k}" / "progress.csv" for k in args.seeds], ("ep_ret", "ep_cost")),
+            ("OmniSafe 0.5.0", [args.omnisafe / f"{algo}_seed-{k:03d}.csv" for k in args.seeds],
+             ("Metrics/EpRet", "Metrics/EpCost")),
+        ):
+            found = [p for p in paths if p.is_file()]
+            if not found:
+                print(f"| {algo} | {label} | 0 | (no runs) | | | |")
+                continue
+            s = summarise([read_columns(p, *keys) for p in found])
+            per_seed = ", ".join(f"{r:.0f} / {c:.1f}" for r, c in s["per_seed"])
+            print(f"| {algo} | {label} | {s['n']} | {s['final_ret'][0]:.0f} ± {s['final_ret'][1]:.0f} | "
+                  f"{s['final_cost'][0]:.1f} ± {s['final_cost'][1]:.1f} | {s['mean_cost'][0]:.1f} ± {s['mean_cost'][1]:.1f} | {per_seed} |")
+
+
+if __name__ == "__main__":
+    main()
