@@ -91,7 +91,7 @@ NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
 VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO, the FOCOPS authors' code)
+MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO; the CUP codes clip at 40)
 
 
 @dataclass

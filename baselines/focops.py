@@ -15,17 +15,21 @@ the authors' code, the update stops early once the mean KL(pi_theta || pi_k) exc
 
 `focops_loss` is a pure function of tensors, checked against the formula in
 tests/test_projection.py, which also checks that the update lowers the cost surrogate when the
-constraint is violated.
+constraint is violated; tests/test_cup_focops.py checks that `focops_update` reaches pi* itself on
+a tiny Gaussian problem whose pi* is known in closed form.
 
 Choices where the paper is silent: reward and cost advantages are both standardised over the
-batch (the authors' code standardises them), so nu weighs two unit-scale terms; the epoch's data
-is used in 512-sample minibatches for up to 10 passes (about the number of gradient steps of the
-authors' 64-sample minibatches on their 2048-step batches, at a fraction of the CPU time);
-gradients are clipped to norm 0.5 (the authors' code).
+batch (the authors' code, github.com/ymzhang01/focops, data_generator.py), so nu weighs two
+unit-scale terms; the epoch's data is used in 512-sample minibatches for up to 10 passes (about the
+number of gradient steps of the authors' 64-sample minibatches on their 2048-step batches, at a
+fraction of the CPU time); gradients are clipped to norm 0.5 (CleanRL PPO; the authors' code clips
+at 40, focops_main.py, and also decays its learning rates linearly to 0, which we do not).
+The authors' J_c is the mean *discounted* episode cost; ours is the undiscounted mean episode
+cost, as in every script here (SPEC 6).
 
 Defaults: lambda 1.5, nu lr 0.01, nu_max 2.0, delta 0.02, nu starts at 0, policy lr 3e-4,
-10 epochs (paper appendix, the authors' code); gamma 0.99 and GAE lambda 0.95 for reward and cost
-(OmniSafe, SafePO; the paper uses 0.97 for GAE, we keep the repo-wide value for a fair comparison);
+10 epochs (paper appendix, the authors' focops_main.py); gamma 0.99 and GAE lambda 0.95 for reward
+and cost (the authors' focops_main.py defaults, OmniSafe, SafePO);
 64x64 tanh (paper and SPEC); critics Adam lr 3e-3, 20 passes of 512-sample minibatches instead of
 OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by benchmark/critic_minibatch.py,
 benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the reference's held-out value loss in
@@ -39,6 +43,7 @@ progress.csv columns beyond the common ones: nu (the multiplier used this epoch)
 (0 when no episode finished), kl (mean KL(pi_{k+1} || pi_k)), masked_fraction (states whose KL
 exceeded delta at the last minibatch pass), update_epochs_run, reward_surrogate and
 cost_surrogate (mean ratio * A against pi_k after the update), value losses.
+docs/algorithms/focops.md explains them and what was measured.
 """
 from __future__ import annotations
 
@@ -73,7 +78,7 @@ NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
 VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO, the FOCOPS authors' code)
+MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO; the FOCOPS authors clip at 40)
 
 
 @dataclass
