@@ -14,11 +14,16 @@ episodes that finished this epoch (none finished: lambda is kept) and delta = J_
 The derivative only pushes up (it reacts to a rising cost, Stooke et al. section 4), and compares
 against the smoothed cost `pid_d_delay` epochs back, not the previous epoch, so that epoch-to-epoch
 noise does not drive it. Both EMAs start at 0 and the delay line holds 0 until it fills, exactly as
-in the authors' rlpyt code and OmniSafe's `PIDLagrangian`.
+in the authors' rlpyt code (rlpyt/projects/safe/cppo_pid.py) and OmniSafe's `PIDLagrangian`
+(omnisafe/common/pid_lagrange.py). The integral starts at 0 here; OmniSafe starts it at
+lagrangian_multiplier_init = 0.001, rlpyt at penalty_init (1.0 by default).
 
 The policy step is PPO-Lag's: reward and cost GAE with separate critics, the reward advantage
-standardised and the cost advantage centred (OmniSafe), the Lagrangian advantage
-A_lag = (A~r - lambda * A~c) / (1 + lambda), and PPO-clip (Schulman et al. 2017, eq. 7)
+standardised and the cost advantage centred (OmniSafe's buffer, omnisafe/common/buffer/
+onpolicy_buffer.py), the Lagrangian advantage A_lag = (A~r - lambda * A~c) / (1 + lambda) inside
+one PPO-clip objective (OmniSafe's CPPOPID; the authors' rlpyt code instead clips the cost term
+separately, pessimistically, and divides the summed loss by 1 + lambda), and PPO-clip
+(Schulman et al. 2017, eq. 7)
 
     L_clip(theta) = mean_t[ min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t) ]
 
@@ -26,11 +31,17 @@ maximised by Adam over minibatches for up to `update_epochs` passes, stopping ea
 measured mean KL(pi_k || pi_theta) on the whole batch exceeds `target_kl`.
 
 Defaults and where they come from:
-- K_P 0.1, K_I 0.01, K_D 0.01, derivative delay 10 epochs, EMA smoothing 0.95 for P and D,
-  multiplier cap 100 (Stooke et al.'s penalty_max): the values the OmniSafe/SafePO CPPO-PID
-  benchmarks use (Stooke et al. tune the gains per task). lambda, I and both EMAs start at 0.
+- K_P 0.1, K_I 0.01, K_D 0.01, derivative delay 10 epochs, EMA smoothing 0.95 for P and D: the
+  values of OmniSafe's configs/on-policy/CPPOPID.yaml (Stooke et al. tune the gains per task; their
+  rlpyt defaults are K_P 0, K_I 1, K_D 0). lambda, I and both EMAs start at 0.
+- multiplier cap 100: the value of penalty_max in rlpyt and in OmniSafe's config, but both apply
+  it only when neither sum_norm nor diff_norm is set ("only used if sum_norm=diff_norm=False",
+  rlpyt), and both run with sum_norm, the (1 + lambda) normalisation used here, so their lambda is
+  in fact uncapped. This file applies the cap; it binds only if the integral alone reaches 100,
+  i.e. after 10,000 units of accumulated episode cost above the limit at K_I 0.01.
 - policy lr 3e-4, clip 0.2, target KL 0.02 with early stop, up to 40 passes, gradient-norm clip
-  40: OmniSafe PPO config. Policy minibatches of 512 samples instead of 64: the KL early stop, not
+  40: OmniSafe's CPPOPID config (which also decays the actor's lr linearly to 0; this file keeps it
+  constant). Policy minibatches of 512 samples instead of 64: the KL early stop, not
   the number of Adam steps, bounds the update, and 64-sample minibatches are where the reference
   implementations spend their CPU time.
 - gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25: OmniSafe / SafePO.
@@ -43,6 +54,8 @@ Defaults and where they come from:
 Usage:
     python baselines/cppo_pid.py --env-id SafetyCarCircle1-v0
     python baselines/cppo_pid.py --env-id SafetyHopperVelocity-v1 --pid-kp 0.1 --pid-ki 0.01 --pid-kd 0.01
+
+docs/algorithms/cppo_pid.md lists the progress.csv columns and what was measured.
 """
 from __future__ import annotations
 

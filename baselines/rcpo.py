@@ -16,7 +16,7 @@ The discrete reading this file uses, once per epoch of `steps_per_epoch` steps:
    (eq. 11), J_c the mean cost of the episodes that finished this epoch (none finished: lambda is
    kept). `lagrangian_lr` 5e-4 per unit of episode cost makes lambda the slowest variable: a cost
    100 over the limit moves it by 0.05 per epoch, one 10 over by 0.005, whereas the policy moves a
-   full KL radius every epoch and the critics take 10 Adam passes.
+   full KL radius every epoch and the critics take 20 Adam passes.
 2. Penalised critic: the penalised value is V_lambda(s) = V_r(s) - lambda * V_c(s) with separate
    reward and cost critics (the repository's convention), so a change of lambda reaches the
    critic at once instead of being re-learned; GAE runs on the penalised signal
@@ -32,10 +32,17 @@ The discrete reading this file uses, once per epoch of `steps_per_epoch` steps:
    measured KL is logged and may differ from delta by the quadratic model's error.
 4. Reward and cost critics regressed on their own GAE returns.
 
+The natural-gradient actor is OmniSafe's choice (its RCPO class extends NaturalPG,
+omnisafe/algorithms/on_policy/naive_lagrange/rcpo.py); Tessler et al. state RCPO for any
+policy-gradient actor-critic. OmniSafe also feeds the actor (A~r - lambda A~c) / (1 + lambda) with
+A~r standardised and A~c centred, and normalises the cost signal (cost_normalize: True in its
+configs/on-policy/RCPO.yaml); step 2 above says why this file does not.
+
 Defaults and where they come from:
-- CG 15 iterations, damping 0.1, target KL 0.01: OmniSafe's RCPO/NaturalPG configs.
+- CG 15 iterations, damping 0.1, target KL 0.01: OmniSafe's RCPO config (configs/on-policy/RCPO.yaml).
 - lambda init 0.001: OmniSafe. lambda lr 5e-4 with plain projected SGD (Tessler's eq. 11), where
-  OmniSafe's RCPO reuses its Adam Lagrange at 0.035: eq. (11) is a plain stochastic-approximation
+  OmniSafe's RCPO reuses its Adam Lagrange at 0.035 (omnisafe/common/lagrange.py, no cap): eq. (11)
+  is a plain stochastic-approximation
   step, and its timescale argument needs lambda slower than the policy, which a cost-scale-free
   Adam step of 0.035 per epoch does not guarantee.
 - gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25: OmniSafe / SafePO.
@@ -48,6 +55,8 @@ Defaults and where they come from:
 Usage:
     python baselines/rcpo.py --env-id SafetyCarCircle1-v0
     python baselines/rcpo.py --env-id SafetyHopperVelocity-v1 --lagrangian-lr 1e-3
+
+docs/algorithms/rcpo.md lists the progress.csv columns and what was measured.
 """
 from __future__ import annotations
 
