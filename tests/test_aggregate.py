@@ -1,0 +1,147 @@
+"""benchmark/aggregate.py on synthetic progress.csv files whose means and stds are known by construction,
+and its rliable calls on score matrices whose IQM and probability of improvement are known."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, load_script
+
+AGGREGATE = ROOT / "benchmark" / "aggregate.py"
+
+
+@pytest.fixture(scope="module")
+def agg():
+    return load_script(AGGREGATE)
+
+
+def write_run(root, name, env, algo, seed, rewards, costs, group="main", label=None, planned=None,
+              stamp=1000, run_json=True, steps_per_epoch=1000):
+    """A run folder as benchmark/run.py leaves it: root/NAME/run.json and root/NAME/{env}__{algo}__{seed}__{t}/."""
+    sub = root / name / f"{env}__{algo}__{seed}__{stamp}"
+    sub.mkdir(parents=True)
+    with open(sub / "progress.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["global_step", "epoch", "ep_ret", "ep_cost", "ep_len", "cost_rate", "sps", "time_elapsed"])
+        for i, (r, c) in enumerate(zip(rewards, costs)):
+            w.writerow([(i + 1) * steps_per_epoch, i + 1, r, c, 1000, 0.0, 100, 10.0 * (i + 1)])
+    planned = planned or steps_per_epoch * len(rewards)
+    (sub / "config.json").write_text(json.dumps({"exp_name": algo, "env_id": env, "seed": seed,
+                                                 "total_timesteps": planned, "cost_limit": 25.0}))
+    if run_json:
+        (root / name / "run.json").write_text(json.dumps({"group": group, "label": label or algo, "seed": seed,
+                                                          "env_id": env, "total_timesteps": planned}))
+    return sub
+
+
+def synthetic_seeds(root, env="SafetyHopperVelocity-v1", algo="strpo", **kw):
+    """Seed s: reward of epoch i (1..10) = i + 10 s; cost = 2 s + (i % 2). Last epoch: 10, 20, 30."""
+    for seed in (0, 1, 2):
+        write_run(root, f"{env}__{algo}__{seed}", env, algo, seed, [i + 10 * seed for i in range(1, 11)],
+                  [2 * seed + (i % 2) for i in range(1, 11)], **kw)
+
+
+def test_final_scores_are_the_mean_and_population_std_over_seeds_of_the_last_epochs(agg, tmp_path):
+    synthetic_seeds(tmp_path)
+    records, notes = agg.load_records([tmp_path])
+    assert len(records) == 3 and notes == []
+    (row,) = agg.summary_table(records, None)  # 10% of 10 epochs = the last epoch: rewards 10, 20, 30
+    assert row["final_reward_mean"] == pytest.approx(20.0) and row["final_reward_std"] == pytest.approx(np.sqrt(200 / 3))
+    # last-epoch cost 2 s + 0 (epoch 10 is even): 0, 2, 4
+    assert row["final_cost_mean"] == pytest.approx(2.0) and row["final_cost_std"] == pytest.approx(np.sqrt(8 / 3))
+    # mean cost over all of training: 2 s + 0.5 -> 0.5, 2.5, 4.5
+    assert row["mean_cost_mean"] == pytest.approx(2.5) and row["mean_cost_std"] == pytest.approx(np.sqrt(8 / 3))
+    assert row["seeds"] == 3 and row["steps_min"] == row["steps_max"] == 10_000 and row["final_epochs"] == "1"
+    (row,) = agg.summary_table(records, 2)  # last two epochs: 9.5, 19.5, 29.5 and costs 2 s + 0.5
+    assert row["final_reward_mean"] == pytest.approx(19.5) and row["final_reward_std"] == pytest.approx(np.sqrt(200 / 3))
+    assert row["final_cost_mean"] == pytest.approx(2.5)
+    assert agg.n_final(30, None) == 3 and agg.n_final(5, None) == 1 and agg.n_final(5, 99) == 5
+
+
+def test_curves_are_epochwise_mean_and_std_up_to_the_shortest_seed(agg, tmp_path):
+    synthetic_seeds(tmp_path)
+    write_run(tmp_path, "other__strpo__3", "SafetyHopperVelocity-v1", "strpo", 3, [40, 41], [0, 0])
+    records, _ = agg.load_records([tmp_path])
+    x, mean, std = agg.curve(records, "reward")
+    assert list(x) == [1000, 2000]  # seed 3 has two epochs
+    assert mean[0] == pytest.approx(np.mean([1, 11, 21, 40])) and std[1] == pytest.approx(np.std([2, 12, 22, 41]))
+
+
+def test_a_restart_beside_its_interrupted_attempt_and_a_docs_copy_count_once(agg, tmp_path):
+    synthetic_seeds(tmp_path / "matrix")
+    # the interrupted first attempt of seed 0, in the same stable folder, with fewer epochs
+    write_run(tmp_path / "matrix", "SafetyHopperVelocity-v1__strpo__0", "SafetyHopperVelocity-v1", "strpo", 0,
+              [99, 99], [99, 99], stamp=1)
+    # a committed record without run.json (as under docs/runs/): recognised from config.json, a duplicate
+    write_run(tmp_path / "docs_runs", "x", "SafetyHopperVelocity-v1", "strpo", 1, [5] * 4, [5] * 4, run_json=False)
+    records, _ = agg.load_records([tmp_path / "matrix", tmp_path / "docs_runs"])
+    assert sorted(r.seed for r in records) == [0, 1, 2]
+    assert all(len(r.step) == 10 for r in records)
+
+
+def test_rliable_iqm_of_a_known_score_matrix(agg):
+    scores = {"a": np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 100.0]]), "b": np.full((3, 2), 7.0)}
+    out = agg.iqm_with_ci(scores, reps=500, seed=0)
+    assert out["a"][0] == pytest.approx(4.5)  # middle 50% of the 8 scores is 3, 4, 5, 6 (the mean would be 16)
+    assert out["a"][1] <= 4.5 <= out["a"][2] and out["a"][1] < out["a"][2]
+    assert out["b"] == pytest.approx((7.0, 7.0, 7.0))
+
+
+def test_rliable_probability_of_improvement_of_known_runs(agg):
+    better, worse = np.full((3, 2), 1.0), np.zeros((3, 2))
+    assert agg.probability_of_improvement(better, worse, reps=200, seed=0) == pytest.approx((1.0, 1.0, 1.0))
+    assert agg.probability_of_improvement(worse, worse, reps=200, seed=0)[0] == pytest.approx(0.5)
+    # x = [0, 2], y = [1, 1] on one task: x wins 1 of 2 comparisons, loses the other -> 0.5
+    assert agg.probability_of_improvement(np.array([[0.0], [2.0]]), np.array([[1.0], [1.0]]), 200, 0)[0] == 0.5
+
+
+def test_normalised_reward_runs_from_the_initial_policy_to_the_best_run(agg, tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path, f"T__strpo__{seed}", "SafetyHopperVelocity-v1", "strpo", seed, [0, 100 + seed], [0, 0])
+        write_run(tmp_path, f"T__cpo__{seed}", "SafetyHopperVelocity-v1", "cpo", seed, [10, 50], [50, 50])
+    records, _ = agg.load_records([tmp_path])
+    reward, cost, tasks, norm = agg.score_matrices(records, None)
+    assert tasks == ["SafetyHopperVelocity-v1"] and norm[tasks[0]] == pytest.approx((5.0, 101.0))
+    assert reward["strpo"][:, 0] == pytest.approx([95 / 96, 1.0]) and reward["cpo"][:, 0] == pytest.approx([45 / 96] * 2)
+    assert cost["cpo"][:, 0] == pytest.approx([2.0, 2.0]) and cost["strpo"][:, 0] == pytest.approx([0, 0])
+
+
+def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_missing(agg, tmp_path):
+    runs = tmp_path / "matrix"
+    for env in ("SafetyHopperVelocity-v1", "SafetyCarGoal1-v0"):
+        synthetic_seeds(runs, env=env, algo="strpo")
+        for seed in (0, 1, 2):
+            write_run(runs, f"{env}__cpo__{seed}", env, "cpo", seed, [5.0] * 10, [30.0] * 10)
+    for seed in (0, 1):
+        write_run(runs, f"H__strpo__delta=1e-4__{seed}", "SafetyHopperVelocity-v1", "strpo", seed, [1.0] * 10,
+                  [3.0] * 10, group="ablation-delta", label="δ = 1e-4")
+    attack = runs / "SafetyCarGoal1-v0__robustness__0" / "attack"
+    attack.mkdir(parents=True)
+    with open(attack / "robustness.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["checkpoint", "algo", "env_id", "rate", "episodes", "reward_mean",
+                                          "cost_mean"])
+        w.writeheader()
+        for algo, base in (("strpo", 10.0), ("cpo", 20.0)):
+            for rate in (0.0, 0.2):
+                w.writerow({"checkpoint": f"{algo}.pt", "algo": algo, "env_id": "SafetyCarGoal1-v0", "rate": rate,
+                            "episodes": 4, "reward_mean": base - 10 * rate, "cost_mean": base / 2})
+    out_md, out_dir = tmp_path / "results.md", tmp_path / "results"
+    agg.main(agg.Args(inputs=[str(runs), str(tmp_path / "nowhere")], out_md=str(out_md), out_dir=str(out_dir),
+                      bootstrap_reps=200))
+    md = out_md.read_text()
+    assert md.startswith("<!-- do not edit; produced by benchmark/aggregate.py -->")
+    assert "10,000 steps per run" in md and "## What is missing" in md
+    assert "main: 96 of 108 runs not found" in md and "SafetyAntVelocity-v1 CPO (seeds 0 1 2)" in md and "nowhere does not exist" in md
+    assert "| sTRPO | 20.0 ± 8.2 | 2.0 ± 1.6 | 2.5 ± 1.6 | 10,000 | 3 (0 1 2) |" in md
+    assert "| CPO | 5.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 |" in md
+    assert "IQM normalised reward" in md and "| CPO | 3 |" in md and "P(sTRPO cost < baseline)" in md
+    assert "SafetyCarGoal1-v0, \"about half the next best baseline's cost" in md and "ratio 0.07 (agrees" in md
+    assert "| δ = 1e-4 |" in md and "sTRPO (main, default flags)" in md
+    assert "4 episodes per rate" in md
+    rows = {(r["env_id"], r["algo"]): r for r in csv.DictReader(open(out_dir / "results_main.csv"))}
+    assert float(rows[("SafetyCarGoal1-v0", "strpo")]["final_reward_mean"]) == pytest.approx(20.0)
+    scores = {r["algo"]: r for r in csv.DictReader(open(out_dir / "rliable_scores.csv"))}
+    assert float(scores["cpo"]["cost_iqm"]) == pytest.approx(30 / 25)  # every cpo run ends at cost 30
+    for png in ("curves_navigation.png", "curves_velocity.png", "ablation-delta__SafetyHopperVelocity-v1.png",
+                "robustness__SafetyCarGoal1-v0.png"):
+        assert (out_dir / png).stat().st_size > 10_000, png
