@@ -91,6 +91,7 @@ PRESETS = ("main", "ablation-delta", "ablation-lambda2", "ablation-unsafe", "abl
 ALIASES = {"ablations": ("ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components"),
            "all": PRESETS}
 POLL_SECONDS = 2.0
+OBJECT_STORE_BYTES = 100 * 1024**2  # tasks pass only small status dicts; Ray's default takes 30% of the RAM
 
 
 @dataclass
@@ -430,6 +431,16 @@ def unknown_flags(run: Run, help_text: str) -> list[str]:
 # Execution: one Ray task per run, one subprocess per task
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the Ray worker dies (Ctrl-C on the driver,
+    ray.shutdown, a lost node), so that no training process outlives the matrix; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> dict:
     """Body of the Ray task: decide again (the inputs have finished by now), then run the subprocess with
     its output in {root}/NAME/log.txt. Returns a status dict; never raises, so dependants can read it."""
@@ -454,7 +465,7 @@ def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> 
                   f"$ {shlex.join(plan['command'])}\n")
         log.flush()
         returncode = subprocess.run(plan["command"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL).returncode
+                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent).returncode
         log.write(f"=== exit code {returncode}\n")
     done = run_state(run, root)[0] == "finished"
     return {**status, "status": "finished" if returncode == 0 and done else "failed", "returncode": returncode,
@@ -513,7 +524,8 @@ def launch(runs: list[Run], root: Path, resumable: dict[str, bool], workers: Opt
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, configure_logging=False)
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, configure_logging=False,
+                 object_store_memory=OBJECT_STORE_BYTES)
     try:
         pool = int(ray.cluster_resources().get("CPU", 1))
         task = ray.remote(execute_run)
