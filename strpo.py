@@ -13,21 +13,53 @@ update lives in an "annulus" of policy space. Per epoch:
   4. g   = grad of the joint surrogate mean(ratio * A~joint) at theta_k                 (eq. 7)
      H   = Hessian of mean KL(pi_k || pi_theta) (Fisher), used only through H v         (eq. 7)
      phi = grad_theta mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)) at theta_k             (eq. 7)
-  5. direction G = H^-1 (g + lambda2 phi), step alpha = sqrt(2 delta1 / G^T H G)          (eq. 9)
-  6. exclusion constraint phi^T (theta - theta_k) >= delta2                              (eq. 8);
-     lambda2 is raised geometrically until alpha * phi^T G >= delta2 when that is reachable
-  7. backtracking line search: accept the first theta with measured mean KL(pi_k||pi_theta)
-     <= delta1, an improved joint surrogate and phi^T (theta - theta_k) >= delta2 (Theorem 1)
-  8. infeasible or nothing accepted: fallback `reverse` theta_k - alpha G with a KL line search
-     (eq. 10, default), `exclusion` (pure H^-1 phi step), or `none` (keep theta_k)
-  9. critics regressed on their GAE returns.
+  5. the step solves eq. (8):  max g^T x  s.t.  1/2 x^T H x <= delta1  and  phi^T x >= b,
+     with x = H^-1 (g + lambda2 phi) / lambda1 (eq. 9) and lambda2 the KKT multiplier of the
+     exclusion constraint, in closed form (solve_exclusion_qcqp): 0 when the plain TRPO step
+     already keeps the margin, else both constraints tight; infeasible when b >= sqrt(2 delta1 s)
+  6. backtracking line search on measured quantities: mean KL(pi_k||pi_theta) <= delta1 and a
+     measured rise of KL(pi_unsafe||pi_theta) of at least b/2 (Theorem 1); the surrogate must
+     improve where the exclusion constraint is inactive, and match its linear prediction within
+     50% where it is active (it may trade surrogate for distance from pi_unsafe there)
+  7. infeasible or nothing accepted: fallback `exclusion` (default; the recovery step along H^-1 phi
+     with KL to pi_unsafe not allowed to fall), `none` (keep theta_k), or `reverse` (eq. 10)
+  8. critics regressed on their GAE returns.
+
+Readings chosen where the paper's step, read literally, breaks the problem it states (eq. 8):
+- lambda2 (`--lambda2-mode kkt`, default). Eq. 9 leaves lambda2 open ("adjust lambda2 >= 0, e.g. by
+  dual ascent or line search, until the exclusion constraint holds") and appendix C.3 sweeps fixed
+  weights 0.01 and 1. A fixed weight solves eq. 8 only by accident: on Hopper batches q = g'H^-1 g
+  ~ 0.03, r = g'H^-1 phi ~ -0.16, s = phi'H^-1 phi ~ 7.4, so at lambda2 = 1 the direction is almost
+  pure H^-1 phi, the joint surrogate falls along it and the line search rejects it on every seed.
+  The KKT multiplier is the exact optimum of eq. 8 (derivation in solve_exclusion_qcqp: it is CPO's
+  dual with the cost gradient replaced by -phi). `--lambda2-mode fixed --lambda2 W` keeps the
+  literal fixed weight for the ablation (its line search demands a surrogate improvement, as the
+  paper's TRPO line search does).
+- The margin b. Eq. 8 asks for a rise of delta2 per step (`--exclusion-target step`, default); the
+  set F_k and Theorem 3 ask for an absolute distance KL(pi_unsafe||pi) > epsilon_excl
+  (`--exclusion-target absolute`: b = epsilon_excl - KL(pi_unsafe||pi_k), slack once far enough).
+  The solve aims at 1.01 b so that CG error cannot break the constraint.
+- The fallback. Eq. 10 read literally (`--fallback reverse`) takes theta_k - alpha G. That always
+  lowers the linearised objective, and whenever G kept the exclusion constraint it moves the policy
+  *toward* pi_unsafe by at least the margin (phi^T (-alpha G) = -margin): the opposite of what the
+  step is for. The default `exclusion` takes the maximiser of phi^T x in the KL ball instead, so no
+  default code path lowers KL(pi_unsafe||pi) on the batch (tests/test_strpo.py checks it on real
+  batches of the four paper tasks).
+- The line search checks the measured KL to pi_unsafe, not phi^T x: on Hopper the plain TRPO step
+  predicts phi^T x = -0.15 while KL(pi_unsafe||pi) actually rises by 0.07.
+Measured (README "sTRPO's step: modes"; SafetyHopperVelocity-v1 450k and SafetyCarCircle1-v0 300k
+steps, seeds 0-2, the default vs the literal setting vs --no-exclusion): see docs/strpo_modes.md.
 
 Choices this file makes where the paper is silent (SPEC.md section 5):
 - phi: `--exclusion-grad exact` (default) differentiates the closed-form Gaussian KL on the batch
   states; `importance` is the paper's estimator -mean[(pi_unsafe(a|s) / pi_k(a|s)) grad log
   pi_theta(a|s)] over the batch's (s, a). Both estimate the same gradient (tests/test_strpo.py).
-- H^-1 g and H^-1 phi are two separate CG solves, so lambda2 can change without new solves; the
-  three quadratic forms g'H^-1g-like terms are computed once, after which trying a lambda2 is free.
+- H^-1 g and H^-1 phi are two separate CG solves; q, r, s are the true g and phi against the CG
+  solutions (one consistent estimate), so the solved step's phi^T x is exactly the margin aimed at.
+- Advantage z-scoring floors sigma at ADV_STD_FLOOR (appendix B.1's sigma_min): a batch with next
+  to no cost keeps its cost advantage small instead of blowing critic noise up to unit variance.
+- The update sees the states through the normaliser the rollout acted with (so pi_k in the ratio
+  and the KL ball is the behaviour policy); the batch enters the normaliser after the update.
 - `--no-exclusion` (lambda2 = 0, no exclusion constraint) makes the update TRPO on the joint
   advantage: a failed line search then keeps theta_k, as TRPO does, whatever --fallback says.
 - The PID multiplier follows Stooke et al. (2020) as in CPPO-PID (EMA-smoothed P and D terms,
@@ -39,8 +71,9 @@ Choices this file makes where the paper is silent (SPEC.md section 5):
 
 Usage:
     python strpo.py --env-id SafetyCarCircle1-v0
-    python strpo.py --env-id SafetyHopperVelocity-v1 --delta1 0.01 --delta2 1e-4 --lambda2 1.0
-    python strpo.py --env-id SafetyCarGoal1-v0 --unsafe-policy-path my_unsafe.pt --fallback exclusion
+    python strpo.py --env-id SafetyHopperVelocity-v1 --delta1 0.01 --delta2 1e-4
+    python strpo.py --env-id SafetyHopperVelocity-v1 --lambda2-mode fixed --lambda2 1 --fallback reverse  # the literal reading
+    python strpo.py --env-id SafetyCarGoal1-v0 --unsafe-policy-path my_unsafe.pt --exclusion-target absolute --epsilon-excl 1.0
 """
 from __future__ import annotations
 
@@ -71,9 +104,11 @@ NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
 VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-ADV_EPS = 1e-8  # epsilon of the z-scoring in eq. (6)
-LAMBDA2_GROWTH = 2.0  # geometric factor by which lambda2 is raised until the margin delta2 is met
-LAMBDA2_MAX = 1e6  # cap of that search; the pure H^-1 phi direction is the limit lambda2 -> inf
+ADV_STD_FLOOR = 0.05  # sigma_min of the z-scoring in eq. (6), in units of per-step reward/cost (see zscore)
+MARGIN_AIM = 1.01  # the QCQP aims at 1.01 b, a little inside the exclusion constraint, so CG error cannot break it
+MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b
+SURROGATE_SLACK = 0.5  # active exclusion: the surrogate change may fall short of its linear prediction by 50%
+QCQP_EPS = 1e-12  # quadratic forms below this are treated as zero (g = 0, phi = 0 or g parallel to phi)
 
 
 @dataclass
@@ -116,13 +151,23 @@ class Args:
     delta1: float = 1e-2
     """trust-region radius: mean KL(pi_k || pi_new) <= delta1 (eq. 8-9)"""
     delta2: float = 1e-4
-    """exclusion margin: phi^T (theta - theta_k) >= delta2 (eq. 8; appendix C.1's best setting)"""
+    """exclusion margin of --exclusion-target step: phi^T (theta - theta_k) >= delta2 (eq. 8; appendix C.1's best setting)"""
+    exclusion_target: Literal["step", "absolute"] = "step"
+    """which exclusion constraint the step keeps: step = move away from pi_unsafe by delta2 on every update (eq. 8);
+    absolute = stay outside KL(pi_unsafe || pi) > epsilon_excl (the safe trust region F_k, Theorem 3), inactive once far enough"""
+    epsilon_excl: float = 1.0
+    """radius (mean KL, nats) of the unsafe ball of --exclusion-target absolute: KL(pi_unsafe || pi) > epsilon_excl"""
+    lambda2_mode: Literal["kkt", "fixed"] = "kkt"
+    """weight of phi in H^-1 (g + lambda2 phi) (eq. 9): kkt = the exact multiplier of eq. 8's exclusion constraint
+    (0 when the plain step already keeps it); fixed = the constant --lambda2 of appendix C.3"""
     lambda2: float = 1.0
-    """initial weight of phi in the direction H^-1 (g + lambda2 phi) (eq. 9; appendix C.3)"""
+    """the fixed weight of --lambda2-mode fixed (appendix C.3 sweeps 0.01 and 1.0); unused in kkt mode"""
     exclusion_grad: Literal["exact", "importance"] = "exact"
     """phi of eq. 7: exact = autograd of the closed-form Gaussian KL; importance = the paper's estimator"""
-    fallback: Literal["reverse", "exclusion", "none"] = "reverse"
-    """when no step is acceptable: reverse = theta_k - alpha G + KL line search (eq. 10); exclusion = pure H^-1 phi step; none = keep theta_k"""
+    fallback: Literal["exclusion", "none", "reverse"] = "exclusion"
+    """when eq. 8 is infeasible or no step passes the line search: exclusion = the pure recovery step along H^-1 phi
+    (KL to pi_unsafe must not fall); none = keep theta_k; reverse = theta_k - alpha G, eq. 10 read literally
+    (it moves toward pi_unsafe whenever G kept the exclusion constraint)"""
     no_exclusion: bool = False
     """ablation: lambda2 = 0 and no exclusion constraint (TRPO on the joint advantage)"""
     no_joint_advantage: bool = False
@@ -192,8 +237,9 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
     if args.total_timesteps < args.steps_per_epoch:
         raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    if not (args.delta1 > 0 and args.delta2 >= 0 and args.lambda2 >= 0):
-        raise SystemExit(f"error: need --delta1 > 0, --delta2 >= 0, --lambda2 >= 0 (got {args.delta1}, {args.delta2}, {args.lambda2})")
+    if not (args.delta1 > 0 and args.delta2 >= 0 and args.lambda2 >= 0 and args.epsilon_excl >= 0):
+        raise SystemExit(f"error: need --delta1 > 0 and --delta2, --lambda2, --epsilon-excl >= 0 "
+                         f"(got {args.delta1}, {args.delta2}, {args.lambda2}, {args.epsilon_excl})")
     if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1 and 0 <= args.pid_ema < 1):
         raise SystemExit("error: need 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1, 0 <= --pid-ema < 1")
     if min(args.pid_kp, args.pid_ki, args.pid_kd, args.lambda_cost_max, args.cost_limit) < 0:
@@ -471,8 +517,13 @@ class PIDLagrangian:
 
 
 def zscore(x: torch.Tensor) -> torch.Tensor:
-    """Batch z-scoring of an advantage stream (eq. 6)."""
-    return (x - x.mean()) / (x.std() + ADV_EPS)
+    """Batch z-scoring of an advantage stream (eq. 6) with the standard deviation floored at
+    ADV_STD_FLOOR (the paper's sigma_min of appendix B.1). Without the floor a batch with almost no
+    cost would have its cost advantage, by then mostly critic noise of std ~1e-3, blown up to unit
+    variance and weighted like a real signal. The floor is in per-step units: the paper tasks' cost
+    is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std of about 0.2, so only a
+    stream with next to no signal is left unscaled."""
+    return (x - x.mean()) / x.std().clamp_min(ADV_STD_FLOOR)
 
 
 def joint_advantage(reward_adv: torch.Tensor, cost_adv: torch.Tensor, lambda_cost: float, use_cost: bool = True) -> torch.Tensor:
@@ -501,13 +552,57 @@ def exclusion_gradient(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tens
     return torch.cat([x.reshape(-1) for x in torch.autograd.grad(objective, params)])
 
 
+def solve_exclusion_qcqp(q: float, r: float, s: float, b: float, delta1: float) -> tuple[str, float, float]:
+    """The step of eq. (8),  max_x g^T x  s.t.  1/2 x^T H x <= delta1,  phi^T x >= b,  in closed form.
+    Takes q = g^T H^-1 g, r = g^T H^-1 phi, s = phi^T H^-1 phi; returns (case, a_g, a_phi) with the
+    optimum x* = a_g H^-1 g + a_phi H^-1 phi, i.e. a_g = 1/lambda1*, a_phi = lambda2*/lambda1*.
+
+    Derivation (KKT of the convex QCQP; it is CPO's dual with the cost gradient replaced by -phi and
+    the constraint value by b). Stationarity g - lambda1 H x + lambda2 phi = 0 gives
+    x = H^-1 (g + lambda2 phi) / lambda1. Then
+      infeasible  the largest phi^T x in the KL ball is sqrt(2 delta1 s) (along H^-1 phi); if b
+                  reaches it, no x keeps both constraints.
+      inactive    lambda2* = 0: the plain TRPO step sqrt(2 delta1 / q) H^-1 g, when it already keeps
+                  the exclusion constraint, r sqrt(2 delta1 / q) >= b.
+      active      both constraints tight. phi^T x = (r + lambda2 s) / lambda1 = b gives
+                  lambda2 = (lambda1 b - r) / s; putting it into x^T H x = (q + 2 lambda2 r +
+                  lambda2^2 s) / lambda1^2 = 2 delta1 gives (q s - r^2 + lambda1^2 b^2) / s =
+                  2 delta1 lambda1^2, so lambda1* = sqrt((q s - r^2) / (2 delta1 s - b^2)).
+                  lambda2* >= 0 holds exactly when the inactive test failed.
+    Degenerate inputs: phi = 0 (s = 0) is infeasible for b > 0 and inactive otherwise; g = 0 or
+    g antiparallel to phi (q s = r^2) leaves the KL ball slack: the smallest step onto the plane,
+    x = (b / s) H^-1 phi, is returned. tests/test_strpo.py checks this against an independent
+    geometric solve on random instances of every case."""
+    if s <= QCQP_EPS:
+        return ("infeasible", 0.0, 0.0) if b > 0 else ("inactive", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0)
+    if b > 0 and b * b >= 2 * delta1 * s:
+        return "infeasible", 0.0, 0.0
+    if q > QCQP_EPS and r * math.sqrt(2 * delta1 / q) >= b:
+        return "inactive", math.sqrt(2 * delta1 / q), 0.0
+    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:
+        return "active", 0.0, b / s
+    lambda1 = math.sqrt((q * s - r * r) / (2 * delta1 * s - b * b))
+    lambda2 = max(0.0, (lambda1 * b - r) / s)
+    return "active", 1.0 / lambda1, lambda2 / lambda1
+
+
 def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, joint_adv: torch.Tensor,
-               unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor],
-               args: Args) -> tuple[torch.Tensor, dict]:
-    """One sTRPO update (eq. 7-10). unsafe_mean/unsafe_log_std: pi_unsafe's outputs on the batch
-    states (None only with --no-exclusion). Returns the new flat parameters and the diagnostics that
-    make Theorem 1 observable: measured KL(pi_k || pi_new) and phi^T (theta - theta_k). The actor's
-    parameters are left at theta_k; the caller sets the returned ones."""
+               unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor], *,
+               delta1: float, delta2: float = 1e-4, exclusion: bool = True,
+               exclusion_target: str = "step", epsilon_excl: float = 1.0,
+               lambda2_mode: str = "kkt", lambda2: float = 1.0, fallback: str = "exclusion",
+               exclusion_grad: str = "exact", cg_iters: int = 15, cg_damping: float = 0.1,
+               fisher_subsample: int = 4, backtrack_iters: int = 15, backtrack_coeff: float = 0.8) -> tuple[torch.Tensor, dict]:
+    """One sTRPO update (eq. 7-10) from theta_k. unsafe_mean/unsafe_log_std: pi_unsafe's outputs on
+    the batch states (None only with exclusion=False). Returns the new flat parameters and the
+    diagnostics that make Theorem 1 observable (measured KL(pi_k || pi_new), linear and measured
+    exclusion margins). The actor's parameters are left at theta_k; the caller sets the new ones.
+
+    delta1: KL radius. The required exclusion margin b is delta2 (exclusion_target "step", eq. 8) or
+    epsilon_excl - KL(pi_unsafe || pi_k) ("absolute", the set F_k). lambda2_mode "kkt" takes the exact
+    optimum of eq. 8 (solve_exclusion_qcqp); "fixed" the direction H^-1 (g + lambda2 phi) scaled to
+    the KL ball (eq. 9, appendix C.3). fallback: what happens when eq. 8 is infeasible or no step
+    passes the line search (see Args). exclusion=False: TRPO on the joint advantage."""
 
     def kl_to_unsafe(mean: torch.Tensor, log_std: torch.Tensor) -> float:
         if unsafe_mean is None:
@@ -524,105 +619,112 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
         logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
         return (torch.exp(logp - old_logp) * joint_adv).mean()
 
-    def evaluate(theta: torch.Tensor) -> tuple[float, float]:
+    def evaluate(theta: torch.Tensor) -> tuple[float, float, float]:
+        """measured mean KL(pi_k || pi_theta), joint surrogate, measured KL(pi_unsafe || pi_theta) change"""
         set_flat_params(actor, theta)
         with torch.no_grad():
-            return float(mean_kl(actor, norm_obs, old_mean, old_log_std)), float(surrogate())
+            mean, log_std = actor(norm_obs)
+            kl = float(gaussian_kl(old_mean, old_log_std, mean, log_std).mean())
+            return kl, float(surrogate()), kl_to_unsafe(mean, log_std) - kl_unsafe_before
 
-    fisher_obs = norm_obs[::args.fisher_subsample]  # H is a mean over states: a subsample estimates it
+    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
 
     def Hvp(v: torch.Tensor) -> torch.Tensor:
-        return fisher_vector_product(actor, fisher_obs, v, args.cg_damping)
+        return fisher_vector_product(actor, fisher_obs, v, cg_damping)
 
     # eq. (7): g, phi; H only through H v
     surr_old = surrogate()
     g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, list(actor.parameters()))])
     surr_old = surr_old.item()
-    use_exclusion = not args.no_exclusion
-    if use_exclusion and unsafe_mean is None:
+    if exclusion and unsafe_mean is None:
         raise ValueError("the exclusion step needs pi_unsafe's outputs")
-    phi = (exclusion_gradient(actor, norm_obs, actions, unsafe_mean, unsafe_log_std, args.exclusion_grad)
-           if use_exclusion else torch.zeros_like(g))
+    phi = (exclusion_gradient(actor, norm_obs, actions, unsafe_mean, unsafe_log_std, exclusion_grad)
+           if exclusion else torch.zeros_like(g))
     if not (torch.isfinite(g).all() and torch.isfinite(phi).all()):
         raise FloatingPointError("non-finite gradient g or exclusion gradient phi")
 
-    # eq. (9): G = H^-1 g + lambda2 H^-1 phi from two CG solves; G^T H G as a quadratic in lambda2
-    x_g, res_g = conjugate_gradient(Hvp, g, args.cg_iters)
-    Hx_g = Hvp(x_g)
-    if use_exclusion:
-        x_phi, res_phi = conjugate_gradient(Hvp, phi, args.cg_iters)
-        Hx_phi = Hvp(x_phi)
+    # eq. (9): H^-1 g and H^-1 phi from two CG solves, and q, r, s from one consistent estimate: the
+    # true gradients against the CG solutions, q = g^T x_g, r = phi^T x_g, s = phi^T x_phi. Then the
+    # solved step's linear margin phi^T x is exactly the one aimed at (with the quadratic forms of the
+    # CG solutions in H instead, CG's residual in phi, ~0.5% on Hopper, shifted phi^T x by ~1e-3,
+    # ten times delta2); its KL is delta1 up to CG error, which the measured-KL line search absorbs.
+    # Without the exclusion constraint the step length is TRPO's, sqrt(2 delta1 / x_g^T H x_g).
+    x_g, res_g = conjugate_gradient(Hvp, g, cg_iters)
+    x_phi, res_phi = conjugate_gradient(Hvp, phi, cg_iters) if exclusion else (torch.zeros_like(g), 0.0)
+    q = float(g @ x_g) if exclusion else float(x_g @ Hvp(x_g))
+    r, s = float(phi @ x_g), float(phi @ x_phi)
+    b = (delta2 if exclusion_target == "step" else epsilon_excl - kl_unsafe_before) if exclusion else -math.inf
+    max_margin = math.sqrt(2 * delta1 * max(s, 0.0))  # the largest phi^T x in the KL ball (along H^-1 phi)
+
+    # the step before the line search: eq. (8)'s optimum (kkt), eq. (9) with a fixed weight, or TRPO
+    if not exclusion:
+        case, a_g, a_phi = "no_exclusion", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0
+    elif lambda2_mode == "kkt":
+        case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b + abs(b) * (MARGIN_AIM - 1), delta1)
     else:
-        x_phi, res_phi, Hx_phi = torch.zeros_like(g), 0.0, torch.zeros_like(g)
-    gg, gp, pp = float(x_g @ Hx_g), float(x_g @ Hx_phi), float(x_phi @ Hx_phi)
-    phi_xg, phi_xphi = float(phi @ x_g), float(phi @ x_phi)
-
-    def alpha_and_margin(lam2: float) -> tuple[float, float]:
-        """alpha = sqrt(2 delta1 / G^T H G) and the predicted exclusion alpha phi^T G."""
-        gHg = gg + 2 * lam2 * gp + lam2**2 * pp
-        alpha = math.sqrt(2 * args.delta1 / max(gHg, 1e-30))
-        return alpha, alpha * (phi_xg + lam2 * phi_xphi)
-
-    # eq. (8): the largest phi^T s inside the KL ball is reached along H^-1 phi
-    max_margin = math.sqrt(2 * args.delta1 / pp) * phi_xphi if use_exclusion and pp > 0 else 0.0
-    lam2 = args.lambda2 if use_exclusion else 0.0
-    feasible = True
-    if use_exclusion:
-        if max_margin < args.delta2:
-            feasible = False
-        else:
-            while alpha_and_margin(lam2)[1] < args.delta2 and lam2 < LAMBDA2_MAX:
-                lam2 = max(lam2 * LAMBDA2_GROWTH, 1e-3)
-            feasible = alpha_and_margin(lam2)[1] >= args.delta2
-    alpha, predicted_margin = alpha_and_margin(lam2)
-    direction = x_g + lam2 * x_phi
-    if not torch.isfinite(direction).all() or not math.isfinite(alpha):
+        gHg = q + 2 * lambda2 * r + lambda2**2 * s
+        alpha = math.sqrt(2 * delta1 / max(gHg, QCQP_EPS))
+        case, a_g, a_phi = "fixed", alpha, alpha * lambda2
+    full_step = a_g * x_g + a_phi * x_phi
+    lambda2_used = a_phi / a_g if a_g > 0 else (math.inf if a_phi > 0 else 0.0)
+    predicted_margin, predicted_gain = float(phi @ full_step), float(g @ full_step)  # linear model of eq. 8
+    if not torch.isfinite(full_step).all():
         raise FloatingPointError("non-finite search direction")
 
-    # line search: measured KL <= delta1, improved joint surrogate, phi^T s >= delta2 (Theorem 1)
-    accepted, backtracks, theta_new, fallback = False, 0, theta_k, ""
-    if feasible:
-        for j in range(args.backtrack_iters):
-            step = args.backtrack_coeff**j * alpha * direction
-            kl, surr = evaluate(theta_k + step)
-            margin = float(phi @ step)
-            ok_excl = (not use_exclusion) or margin >= args.delta2
-            if math.isfinite(kl) and math.isfinite(surr) and kl <= args.delta1 and surr > surr_old and ok_excl:
-                accepted, backtracks, theta_new = True, j, theta_k + step
+    # line search on measured quantities: KL(pi_k || pi) <= delta1; KL(pi_unsafe || pi) up by at least
+    # MARGIN_FRACTION of b; surrogate improved where the exclusion constraint is inactive (TRPO, and
+    # CPO's feasible case), within SURROGATE_SLACK of its linear prediction where it is active
+    required = MARGIN_FRACTION * b if b > 0 else b
+    accepted, backtracks, theta_new, fallback_taken = False, 0, theta_k, ""
+    if case != "infeasible":
+        for j in range(backtrack_iters):
+            frac = backtrack_coeff**j
+            kl, surr, excl = evaluate(theta_k + frac * full_step)
+            if case == "active":
+                surr_ok = surr - surr_old >= frac * predicted_gain - SURROGATE_SLACK * abs(frac * predicted_gain)
+            else:
+                surr_ok = surr > surr_old
+            excl_ok = not exclusion or excl >= required
+            if math.isfinite(kl) and math.isfinite(surr) and kl <= delta1 and surr_ok and excl_ok:
+                accepted, backtracks, theta_new = True, j, theta_k + frac * full_step
                 break
         else:
-            backtracks = args.backtrack_iters
+            backtracks = backtrack_iters
 
-    if not accepted and use_exclusion and args.fallback != "none":
-        # eq. (10) reverse step, or the pure exclusion step; either with a KL-only line search
-        fallback = args.fallback
-        if args.fallback == "reverse":
-            fb_step = -alpha * direction
-        else:
-            fb_step = math.sqrt(2 * args.delta1 / max(pp, 1e-30)) * x_phi
-        for j in range(args.backtrack_iters):
-            kl, _ = evaluate(theta_k + args.backtrack_coeff**j * fb_step)
-            if math.isfinite(kl) and kl <= args.delta1:
-                theta_new = theta_k + args.backtrack_coeff**j * fb_step
+    if not accepted and exclusion and fallback != "none":
+        fallback_taken = fallback
+        if fallback == "reverse":  # eq. (10) read literally: theta_k - alpha G, KL line search only
+            fb_step = -full_step
+            if case == "infeasible":  # no step was built: G = H^-1 (g + lambda2 phi) with the fixed weight
+                direction = x_g + lambda2 * x_phi
+                fb_step = -math.sqrt(2 * delta1 / max(q + 2 * lambda2 * r + lambda2**2 * s, QCQP_EPS)) * direction
+        else:  # the recovery step: the maximiser of phi^T x in the KL ball; KL to pi_unsafe must not fall
+            fb_step = math.sqrt(2 * delta1 / max(s, QCQP_EPS)) * x_phi
+        for j in range(backtrack_iters):
+            kl, _, excl = evaluate(theta_k + backtrack_coeff**j * fb_step)
+            if math.isfinite(kl) and kl <= delta1 and (fallback == "reverse" or excl >= 0):
+                theta_new = theta_k + backtrack_coeff**j * fb_step
                 break
         else:
-            fallback = f"{args.fallback}_rejected"
+            fallback_taken = f"{fallback}_rejected"
     elif not accepted:
-        fallback = "none"
+        fallback_taken = "none"
 
     # diagnostics at the returned parameters; the actor is put back to theta_k
-    kl_new, surr_new = evaluate(theta_new)
+    kl_new, surr_new, _ = evaluate(theta_new)
     with torch.no_grad():
-        new_mean, new_log_std = actor(norm_obs)
-        kl_unsafe_after = kl_to_unsafe(new_mean, new_log_std)
+        kl_unsafe_after = kl_to_unsafe(*actor(norm_obs))
     set_flat_params(actor, theta_k)
     if not torch.isfinite(theta_new).all():
         raise FloatingPointError("non-finite parameters after the step")
     return theta_new, {
-        "kl": kl_new, "excl_margin": float(phi @ (theta_new - theta_k)), "max_excl_margin": max_margin,
+        "kl": kl_new, "excl_margin": float(phi @ (theta_new - theta_k)), "measured_excl_margin": kl_unsafe_after - kl_unsafe_before,
+        "required_excl_margin": b, "max_excl_margin": max_margin, "predicted_excl_margin": predicted_margin,
         "kl_unsafe_before": kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after,
-        "lambda2_used": lam2, "predicted_excl_margin": predicted_margin, "step_alpha": alpha, "feasible": int(feasible), "accepted": int(accepted),
-        "backtracks": backtracks, "fallback": fallback, "surrogate_change": surr_new - surr_old,
+        "qcqp_case": case, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
+        "q": q, "r": r, "s": s, "feasible": int(case != "infeasible"), "accepted": int(accepted),
+        "backtracks": backtracks, "fallback": fallback_taken, "surrogate_change": surr_new - surr_old,
+        "predicted_surrogate_change": predicted_gain,
         "cg_residual_g": res_g, "cg_residual_phi": res_phi, "phi_norm": float(phi.norm()),
     }
 
@@ -783,7 +885,8 @@ def main(args: Args) -> Path:
         total_cost += float(cost_buf.sum())
 
         # ---------------- 1. reward and cost GAE (z-scored in joint_advantage, eq. 6) ----------------
-        obs_rms.update(obs_buf.reshape(-1, obs_dim))
+        # the update sees the states through the normaliser the rollout policy acted with, so that
+        # pi_k of the ratio and of the KL ball is the behaviour policy; the batch enters it afterwards
         b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
         b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
         b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
@@ -803,18 +906,24 @@ def main(args: Args) -> Path:
                                     torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32),
                                     lambda_cost, use_cost=not args.no_joint_advantage)
 
-        # ---------------- 4-9. the safe trust-region step (eq. 7-10) ----------------
+        # ---------------- 4-7. the safe trust-region step (eq. 7-10) ----------------
         unsafe_mean = unsafe_log_std = None
         if unsafe_actor is not None:  # pi_unsafe on the raw observations through its own normaliser
             with torch.no_grad():
                 unsafe_mean, unsafe_log_std = unsafe_actor(unsafe_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim))))
         try:
-            theta_new, diag = strpo_step(actor, b_obs, b_act, joint_adv, unsafe_mean, unsafe_log_std, args)
+            theta_new, diag = strpo_step(
+                actor, b_obs, b_act, joint_adv, unsafe_mean, unsafe_log_std, delta1=args.delta1, delta2=args.delta2,
+                exclusion=not args.no_exclusion, exclusion_target=args.exclusion_target, epsilon_excl=args.epsilon_excl,
+                lambda2_mode=args.lambda2_mode, lambda2=args.lambda2, fallback=args.fallback,
+                exclusion_grad=args.exclusion_grad, cg_iters=args.cg_iters, cg_damping=args.cg_damping,
+                fisher_subsample=args.fisher_subsample, backtrack_iters=args.backtrack_iters,
+                backtrack_coeff=args.backtrack_coeff)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --delta1 or another --seed")
         set_flat_params(actor, theta_new)
 
-        # ---------------- 10. critics on their GAE returns ----------------
+        # ---------------- 8. critics on their GAE returns ----------------
         r_target = torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32)
         c_target = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
         critic_losses = []
@@ -830,6 +939,8 @@ def main(args: Args) -> Path:
                 (r_loss + c_loss).backward()
                 critic_opt.step()
                 critic_losses.append((r_loss.item(), c_loss.item()))
+
+        obs_rms.update(obs_buf.reshape(-1, obs_dim))  # the next rollout acts with the batch included
 
         # ---------------- logging ----------------
         now = time.time()
@@ -855,11 +966,11 @@ def main(args: Args) -> Path:
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
         if args.track:
-            wandb.log({f"charts/{k}": v for k, v in row.items() if k != "fallback"}
+            wandb.log({f"charts/{k}": v for k, v in row.items() if k not in ("fallback", "qcqp_case")}
                       | {"charts/fallback_fired": int(bool(diag["fallback"]))}, step=global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_ret {row['ep_ret']:8.2f} "
               f"ep_cost {row['ep_cost']:7.2f} | lam {lambda_cost:6.3f} lam2 {diag['lambda2_used']:7.3g} | "
-              f"kl {diag['kl']:.5f} excl {diag['excl_margin']:.2e} KLu {diag['kl_unsafe_before']:.3f}->{diag['kl_unsafe_after']:.3f} "
+              f"kl {diag['kl']:.5f} {diag['qcqp_case'][:6]} KLu {diag['kl_unsafe_before']:.3f}->{diag['kl_unsafe_after']:.3f} "
               f"bt {diag['backtracks']:2d} {diag['fallback'] or '-'}", flush=True)
 
     envs.close()  # also writes the video of an episode still being recorded
