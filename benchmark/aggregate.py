@@ -603,7 +603,7 @@ def main(args: Args) -> Path:
     ablation_groups = sorted({r.group for r in records if r.group != "main"})
     md += ["", "## Ablations (paper appendix C)", ""]
     if not ablation_groups:
-        md += ["No ablation run found."]
+        md += ["No ablation run found.", ""]
     for group in ablation_groups:
         recs = [r for r in records if r.group == group]
         for env in sorted({r.env_id for r in recs}):
@@ -629,7 +629,7 @@ def main(args: Args) -> Path:
     md += ["## Robustness under random-action attacks (paper appendix D)", ""]
     robust = robustness_summary(robust_rows)
     if not robust:
-        md += ["No robustness.csv found."]
+        md += ["No robustness.csv found.", ""]
     for env in sorted(robust):
         by_algo = robust[env]
         episodes = sorted({e for a in by_algo.values() for v in a.values() for e in v["episodes"]})
