@@ -44,7 +44,7 @@ Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation ta
 
     python benchmark/run.py --preset main --dry-run                 # print the 108 commands
     python benchmark/run.py --preset main                           # run them on a local pool
-    python benchmark/run.py --preset main --filter Hopper --filter 'strpo|cpo'
+    python benchmark/run.py --preset main --filter Hopper '__(strpo|cpo)__'
     python benchmark/run.py --preset ablations robustness --address auto   # on a running Ray cluster
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Args:
     root: str = "runs/matrix"
     """folder of the runs' stable folders (relative paths are taken from the repository root)"""
     filter: list[str] = field(default_factory=list)
-    """keep only runs whose name matches every one of these regular expressions"""
+    """keep only runs whose name matches every one of these regular expressions (--filter Hopper __cpo__)"""
     algos: Optional[list[str]] = None
     """keep only these algorithms (script stems, e.g. strpo ppo_lag)"""
     env_ids: Optional[list[str]] = None
@@ -482,7 +482,9 @@ class Progress:
         self.last_print = 0.0
         try:
             from tqdm import tqdm
-            self.bar = tqdm(total=len(runs), unit="run", dynamic_ncols=True)
+            # redraw every second on a terminal, every minute into a log file (nohup)
+            self.bar = tqdm(total=len(runs), unit="run", dynamic_ncols=True,
+                            mininterval=1 if sys.stderr.isatty() else 60)
         except ImportError:
             self.bar = None
 
