@@ -97,6 +97,7 @@ class Record:
     planned_steps: Optional[int] = None
     cost_limit: float = DEFAULT_COST_LIMIT
     seconds: float = float("nan")  # time_elapsed of the last row
+    wall: tuple = (None, None)  # run.json's started_at / ended_at (unix time) of the attempt that wrote it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def read_progress(path: Path) -> dict[str, np.ndarray]:
 def describe(progress: Path) -> Optional[dict]:
     """group/label/env/seed/budget of the run that wrote this progress.csv (None if unrecognisable)."""
     folder = progress.parent
-    meta = {"group": "main", "planned_steps": None, "cost_limit": DEFAULT_COST_LIMIT}
+    meta = {"group": "main", "planned_steps": None, "cost_limit": DEFAULT_COST_LIMIT, "wall": (None, None)}
     config_path = folder / "config.json"
     config = {}
     if config_path.is_file():
@@ -147,7 +148,8 @@ def describe(progress: Path) -> Optional[dict]:
             run = json.loads(record.read_text())
             meta.update(group=run.get("group", meta["group"]), label=run.get("label", meta["label"]),
                         seed=int(run.get("seed", meta["seed"])), env_id=run.get("env_id", meta["env_id"]),
-                        planned_steps=run.get("total_timesteps", meta["planned_steps"]))
+                        planned_steps=run.get("total_timesteps", meta["planned_steps"]),
+                        wall=(run.get("started_at"), run.get("ended_at")))
         except json.JSONDecodeError:
             pass
     return meta
@@ -168,7 +170,7 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
                 continue
             rec = Record(path=path, env_id=meta["env_id"], group=meta["group"], label=meta["label"],
                          seed=meta["seed"], step=data["global_step"], reward=data["ep_ret"], cost=data["ep_cost"],
-                         planned_steps=meta["planned_steps"], cost_limit=meta["cost_limit"],
+                         planned_steps=meta["planned_steps"], cost_limit=meta["cost_limit"], wall=meta["wall"],
                          seconds=float(data["time_elapsed"][-1]) if "time_elapsed" in data else float("nan"))
             key = (rec.group, rec.env_id, rec.label, rec.seed)
             if key not in best or rec.step[-1] > best[key].step[-1]:
@@ -510,6 +512,13 @@ def markdown_table(rows: list[dict], label_title: str = "algorithm") -> list[str
 
 def budget_lines(records: list[Record]) -> list[str]:
     lines = []
+    starts = [r.wall[0] for r in records if r.wall[0]]
+    ends = [r.wall[1] for r in records if r.wall[1]]
+    if starts and ends:
+        lines.append(f"- wall-clock span of the runs (benchmark/run.py's run.json): from "
+                     f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(min(starts)))} to "
+                     f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(max(ends)))} UTC, "
+                     f"{(max(ends) - min(starts)) / 3600:.1f} h (the last attempt of each run; pauses included).")
     for env in sorted({r.env_id for r in records}):
         recs = [r for r in records if r.env_id == env]
         planned = sorted({r.planned_steps for r in recs if r.planned_steps})

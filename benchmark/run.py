@@ -458,8 +458,9 @@ def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> 
                 "why": f"inputs failed: {failed_inputs}" if failed_inputs else f"missing {plan['missing']}"}
     run_dir = root / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(
-        {**asdict(run), "command": shlex.join(plan["command"]), "action": plan["action"]}, indent=2))
+    record = {**asdict(run), "command": shlex.join(plan["command"]), "action": plan["action"],
+              "started_at": started, "ended_at": None, "returncode": None}
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     with open(run_dir / "log.txt", "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {plan['action']}: {plan['why']}\n"
                   f"$ {shlex.join(plan['command'])}\n")
@@ -467,6 +468,8 @@ def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> 
         returncode = subprocess.run(plan["command"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent).returncode
         log.write(f"=== exit code {returncode}\n")
+    record.update(ended_at=time.time(), returncode=returncode)  # aggregate.py reports the matrix's wall time
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     done = run_state(run, root)[0] == "finished"
     return {**status, "status": "finished" if returncode == 0 and done else "failed", "returncode": returncode,
             "seconds": time.time() - started, "why": f"see {run_dir / 'log.txt'}"}

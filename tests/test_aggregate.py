@@ -30,7 +30,8 @@ def write_run(root, name, env, algo, seed, rewards, costs, group="main", label=N
                                                  "total_timesteps": planned, "cost_limit": 25.0}))
     if run_json:
         (root / name / "run.json").write_text(json.dumps({"group": group, "label": label or algo, "seed": seed,
-                                                          "env_id": env, "total_timesteps": planned}))
+                                                          "env_id": env, "total_timesteps": planned,
+                                                          "started_at": 1.7e9 + 10 * seed, "ended_at": 1.7e9 + 3600}))
     return sub
 
 
@@ -131,6 +132,7 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     md = out_md.read_text()
     assert md.startswith("<!-- do not edit; produced by benchmark/aggregate.py -->")
     assert "10,000 steps per run" in md and "## What is missing" in md
+    assert "wall-clock span of the runs (benchmark/run.py's run.json): from 2023-11-14 22:13 to 2023-11-14 23:13 UTC, 1.0 h" in md
     assert "main: 96 of 108 runs not found" in md and "SafetyAntVelocity-v1 CPO (seeds 0 1 2)" in md and "nowhere does not exist" in md
     assert "| sTRPO | 20.0 ± 8.2 | 2.0 ± 1.6 | 2.5 ± 1.6 | 10,000 | 3 (0 1 2) |" in md
     assert "| CPO | 5.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 |" in md

@@ -170,7 +170,8 @@ def test_a_two_run_matrix_runs_through_a_local_ray_pool_then_is_skipped(tmp_path
         rows = list(csv.DictReader(open(sub / "progress.csv")))
         assert [int(r["global_step"]) for r in rows] == [1000, 2000]
         assert "exit code 0" in (run_dir / "log.txt").read_text()
-        assert json.loads((run_dir / "run.json").read_text())["seed"] == seed
+        record = json.loads((run_dir / "run.json").read_text())
+        assert record["seed"] == seed and record["returncode"] == 0 and record["ended_at"] > record["started_at"]
     print(f"two-run matrix through Ray: {time.time() - start:.1f} s")
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "2 runs under" in again.stdout and "2 skip" in again.stdout
