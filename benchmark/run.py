@@ -419,7 +419,11 @@ def script_help(scripts: list[str]) -> dict[str, str]:
     procs = {s: subprocess.Popen([sys.executable, s, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
              for s in scripts}
-    return {s: p.communicate()[0] for s, p in procs.items()}
+    helps = {s: p.communicate()[0] for s, p in procs.items()}
+    broken = {s: helps[s].strip().splitlines()[-1:] for s, p in procs.items() if p.returncode != 0}
+    if broken:
+        raise SystemExit("error: --help failed for " + "; ".join(f"{s}: {' '.join(t)}" for s, t in broken.items()))
+    return helps
 
 
 def unknown_flags(run: Run, help_text: str) -> list[str]:
