@@ -44,9 +44,10 @@ Defaults: clip 0.2, policy lr 3e-4, target KL 0.02 (the authors' clip and lr; th
 delta is 0.02, OmniSafe's target_kl 0.01); nu as above; gamma 0.99, GAE lambda 0.95 for reward
 and cost, which also set the (1 - gamma lambda)/(1 - gamma) = 5.95 coefficient (both codes);
 64x64 tanh (both codes); critics Adam lr 3e-3, 20 passes of 512-sample minibatches instead of
-OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by benchmark/critic_minibatch.py,
-benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the reference's held-out value loss in
-about 0.4-0.5x its time); 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
+64-sample minibatches at lr 3e-4 (the authors' main.py and OmniSafe's CUP.yaml; SafePO and
+OmniSafe's Lagrangian configs use lr 1e-3), measured by benchmark/critic_minibatch.py
+(benchmark/results/critic_minibatch.md) to reach 0.98-1.17x the lr-1e-3 reference's held-out value
+loss in about 0.4-0.5x its time; 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
 
 Usage:
     python baselines/cup.py --env-id SafetyCarCircle1-v0

@@ -31,9 +31,10 @@ Defaults: lambda 1.5, nu lr 0.01, nu_max 2.0, delta 0.02, nu starts at 0, policy
 10 epochs (paper appendix, the authors' focops_main.py); gamma 0.99 and GAE lambda 0.95 for reward
 and cost (the authors' focops_main.py defaults, OmniSafe, SafePO);
 64x64 tanh (paper and SPEC); critics Adam lr 3e-3, 20 passes of 512-sample minibatches instead of
-OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by benchmark/critic_minibatch.py,
-benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the reference's held-out value loss in
-about 0.4-0.5x its time); 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
+the authors' lr 3e-4 with 64-sample minibatches and L2 regularisation 1e-3 (focops_main.py; SafePO and
+OmniSafe's Lagrangian configs use lr 1e-3), measured by benchmark/critic_minibatch.py
+(benchmark/results/critic_minibatch.md) to reach 0.98-1.17x the lr-1e-3 reference's held-out value
+loss in about 0.4-0.5x its time; 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
 
 Usage:
     python baselines/focops.py --env-id SafetyCarCircle1-v0
