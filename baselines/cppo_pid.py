@@ -45,10 +45,10 @@ Defaults and where they come from:
   the number of Adam steps, bounds the update, and 64-sample minibatches are where the reference
   implementations spend their CPU time.
 - gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25: OmniSafe / SafePO.
-  Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch, instead of OmniSafe/SafePO's
-  lr 1e-3 with 64-sample minibatches: measured (benchmark/critic_minibatch.py,
-  benchmark/results/critic_minibatch.md) to reach 0.98-1.17x the reference's held-out value loss
-  in about 0.4-0.5x its time (progress.csv logs both value losses).
+  Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (OmniSafe's CPPOPID config trains them at lr 3e-4 with 64-sample minibatches;
+  SafePO uses lr 1e-3 with 64-sample minibatches): measured (benchmark/critic_minibatch.py,
+  benchmark/results/critic_minibatch.md) to reach 0.98-1.17x the lr-1e-3, 64-sample reference's
+  held-out value loss in about 0.4-0.5x its time (progress.csv logs both value losses).
 - 15,000 steps per epoch, 1M steps: the paper's protocol (sTRPO section 5.2), same budget as sTRPO.
 
 Usage:
