@@ -414,13 +414,24 @@ def plot_robustness(path: Path, env: str, by_algo: dict, cost_limit: float) -> P
 # The expected matrix (benchmark/run.py) and the paper's claims
 
 
-def expected_runs() -> dict[str, set]:
-    """{group: {(env, label, seed)}} of benchmark/run.py's presets (empty if it cannot be loaded)."""
+def runner_module():
+    """benchmark/run.py as a module (None if it cannot be loaded): its presets say what should exist."""
+    if "benchmark_run" in sys.modules:
+        return sys.modules["benchmark_run"]
     spec = importlib.util.spec_from_file_location("benchmark_run", Path(__file__).with_name("run.py"))
     try:
         module = sys.modules.setdefault("benchmark_run", importlib.util.module_from_spec(spec))
         spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
     except Exception:  # noqa: BLE001 - the report then just lacks the "missing" lines
+        sys.modules.pop("benchmark_run", None)
+        return None
+    return module
+
+
+def expected_runs() -> dict[str, set]:
+    """{group: {(env, label, seed)}} of benchmark/run.py's presets (empty if it cannot be loaded)."""
+    module = runner_module()
+    if module is None:
         return {}
     out = {}
     for preset in module.PRESETS:
@@ -551,6 +562,11 @@ def main(args: Args) -> Path:
           f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(records)} run(s) in "
           f"{', '.join(shown(p) for p in inputs)}.",
           "", "## Budget", ""]
+    runner = runner_module()
+    if runner is not None:
+        md += [f"Planned by benchmark/run.py's presets: {runner.VELOCITY_STEPS:,} steps per run on the velocity "
+               f"tasks, {runner.NAVIGATION_STEPS:,} on the navigation tasks, {runner.STEPS_PER_EPOCH:,}-step epochs, "
+               f"seeds {', '.join(map(str, runner.SEEDS))} (the paper does not state its budget). Found:", ""]
     md += budget_lines(records) or ["- no run found."]
     md += ["", f"A run's final reward (cost) is {final_text} of `ep_ret` (`ep_cost`), the mean episode reward "
            "(cost) of that epoch; tables give the mean ± std over seeds (population std, ddof=0); curves the "
@@ -573,7 +589,10 @@ def main(args: Args) -> Path:
         md += [f"![{kind} tasks]({figs(path)})", ""]
     for env in sorted({r["env_id"] for r in table}):
         md += [f"### {env}", ""] + markdown_table([r for r in table if r["env_id"] == env]) + [""]
-    md += [f"Table as CSV: [{figs(out_dir / 'results_main.csv')}]({figs(out_dir / 'results_main.csv')})."]
+    if table:
+        md += [f"Table as CSV: [{figs(out_dir / 'results_main.csv')}]({figs(out_dir / 'results_main.csv')})."]
+    else:
+        md += ["No run of the main comparison found."]
 
     md += ["", "## Aggregate scores over tasks (rliable)", ""]
     agg = aggregate_scores(main_recs, args.final_epochs, args.bootstrap_reps, args.seed)
