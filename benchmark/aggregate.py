@@ -566,7 +566,7 @@ def main(args: Args) -> Path:
     if runner is not None:
         md += [f"Planned by benchmark/run.py's presets: {runner.VELOCITY_STEPS:,} steps per run on the velocity "
                f"tasks, {runner.NAVIGATION_STEPS:,} on the navigation tasks, {runner.STEPS_PER_EPOCH:,}-step epochs, "
-               f"seeds {', '.join(map(str, runner.SEEDS))} (the paper does not state its budget). Found:", ""]
+               f"seeds {', '.join(map(str, runner.SEEDS))} (the paper's text gives no total budget). Found:", ""]
     md += budget_lines(records) or ["- no run found."]
     md += ["", f"A run's final reward (cost) is {final_text} of `ep_ret` (`ep_cost`), the mean episode reward "
            "(cost) of that epoch; tables give the mean ± std over seeds (population std, ddof=0); curves the "
