@@ -9,7 +9,7 @@ an existing cluster (`--address`). There is no scheduler and no job script in th
 Folders. Run NAME writes everything under `{root}/NAME/` (default root runs/matrix/), a name without
 timestamp so that the same matrix finds its runs again:
 
-    {root}/NAME/run.json                          what was run (script, flags, budget, command)
+    {root}/NAME/run.json                          what was run (script, flags, budget, command, times, exit code)
     {root}/NAME/log.txt                           the subprocess's stdout and stderr, every attempt
     {root}/NAME/{env}__{exp}__{seed}__{time}/     the script's own run folder (--output-dir {root}/NAME)
         progress.csv  config.json  {exp}.pt       (the checkpoint is written only at the end)
@@ -22,7 +22,9 @@ Skip / resume decisions (`plan_run`), made again for every run each time the mat
   longest progress.csv of a run);
 - new: nothing there yet -> started.
 A run whose run.json records another budget or other flags than the matrix asks for is refused
-(`mismatch`): use another `--root` for a different budget.
+(`mismatch`): use another `--root` for a different budget. Before launching, each script's `--help`
+must list every flag its runs pass (`--no-check-flags` skips this), so that a matrix written for a
+newer script fails at once rather than run by run.
 
 Dependencies are Ray object references, not polling: the π_unsafe ablation's sTRPO runs take the
 checkpoint of an `unsafe_cvar_trpo.py` run, the robustness runs take the final checkpoints of `main`.
