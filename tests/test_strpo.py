@@ -12,6 +12,7 @@ from conftest import ROOT, load_script
 
 s = load_script(ROOT / "strpo.py")
 u = load_script(ROOT / "unsafe_cvar_trpo.py")
+theorem1 = load_script(ROOT / "benchmark" / "theorem1_report.py")
 PAPER_TASKS = ["SafetyCarCircle1-v0", "SafetyCarGoal1-v0", "SafetyAntVelocity-v1", "SafetyHopperVelocity-v1"]
 HOPPER_UNSAFE = ROOT / "unsafe_policies" / "SafetyHopperVelocity-v1.pt"
 
@@ -440,6 +441,8 @@ def test_short_real_run_on_each_paper_task_writes_theorem_1_columns_and_a_loadab
         assert float(r["kl_unsafe_after"]) >= float(r["kl_unsafe_before"]) and "reverse" not in r["fallback"]
         if r["accepted"] == "1":
             assert float(r["kl"]) <= args.delta1 and float(r["measured_excl_margin"]) >= 0.5 * args.delta2
+    report = theorem1.report(run_dir / "progress.csv")  # benchmark/theorem1_report.py reads the same columns
+    assert report["violations"] == 0 and report["toward_unsafe"] == 0 and report["epochs"] == 2
     import safety_gymnasium
 
     env = safety_gymnasium.make(env_id)
