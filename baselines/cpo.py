@@ -47,13 +47,27 @@ is L_c(theta) = mean_t[ratio_t * A^c_t] with A^c the cost GAE, centred but not r
 L_c(theta_k) = 0). By the performance-difference lemma it estimates the change of the per-step
 cost rate of the policy, so the episodic gap J_c - d (J_c = mean cost of the epoch's finished
 episodes, d = --cost-limit) is put in the same unit by dividing it by the mean episode length T:
-c = (J_c - d) / T. The reward advantage is standardised (its scale only changes lambda*).
+c = (J_c - d) / T. This is Achiam's reference code in other units: it keeps c = J_c - d and
+multiplies the cost surrogate by the mean path length (jachiam/cpo, sampler_safe.py
+`safety_rescale`, explained in policy_gradient_safe.py). OmniSafe 0.5.0 uses c = J_c - d with the
+per-step surrogate, T times too large, so that c^2/s >> 2 delta nearly always and its CPO only
+alternates between case 3 (TRPO) and case 0 (recovery); docs/algorithms/cpo.md measures both.
+The cost advantage uses gamma 0.99 and GAE lambda 0.95 (OmniSafe, SafePO). Achiam's code uses an
+undiscounted cost advantage with lambda 1 (safety_discount=1, safety_gae_lambda=1 in its CPO
+experiment, 15-step Gather episodes), which makes T * L_c an unbiased estimate of the change of
+the undiscounted episode cost; --cost-gamma 1 --cost-gae-lambda 1 select it. On Hopper's
+1000-step episodes it was measured worse (docs/algorithms/cpo.md: the cost critic's median loss
+rose from 3.8 to 346, the cost steps stopped lowering the cost, which ended near 50, twice the
+limit). The reward
+advantage is standardised (its scale only changes lambda*).
 If no episode finished in an epoch, the previous epoch's J_c and T are kept (logged as such);
 before the first finished episode, J_c is the epoch's cost per step times the env's episode
 length.
 
 Defaults: CG 15 iterations, damping 0.1, target KL 0.01, 15 backtracks with decay 0.8 (OmniSafe,
-SafePO); gamma 0.99 and GAE lambda 0.95 for reward and cost (OmniSafe, SafePO); 64x64 tanh
+SafePO); gamma 0.99 and GAE lambda 0.95 for reward and cost (OmniSafe, SafePO); initial policy
+std 1 (Achiam's code: rllab GaussianMLPPolicy init_std=1.0; OmniSafe: log_std zeros; measured in
+docs/algorithms/cpo.md); 64x64 tanh
 (paper's 64x32 -> SPEC's repo-wide 64x64); critics Adam lr 3e-3, 20 passes of 512-sample
 minibatches instead of OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by
 benchmark/critic_minibatch.py, benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the
@@ -97,7 +111,7 @@ except ImportError:  # CPU-only torch builds ship without triton; nothing to do
 
 CHECKPOINT_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+LOG_STD_INIT = 0.0  # initial policy std 1, as Achiam's code (rllab GaussianMLPPolicy init_std=1.0) and OmniSafe
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
 VIDEO_SIZE = 256  # width and height in pixels of recorded frames
@@ -142,9 +156,13 @@ class Args:
 
     # algorithm
     gamma: float = 0.99
-    """discount factor (reward and cost)"""
+    """discount factor of the reward"""
     gae_lambda: float = 0.95
-    """GAE lambda (reward and cost)"""
+    """GAE lambda of the reward"""
+    cost_gamma: float = 0.99
+    """discount of the cost advantage (OmniSafe, SafePO; Achiam's code: 1, see docs/algorithms/cpo.md)"""
+    cost_gae_lambda: float = 0.95
+    """GAE lambda of the cost advantage (OmniSafe, SafePO; Achiam's code: 1)"""
     target_kl: float = 0.01
     """trust-region radius delta: mean KL(pi_k || pi_theta) <= delta"""
     cg_iters: int = 15
@@ -196,6 +214,8 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: --cost-limit must be non-negative, got {args.cost_limit}")
     if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1):
         raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
+    if not (0 < args.cost_gamma <= 1 and 0 <= args.cost_gae_lambda <= 1):
+        raise SystemExit("error: need 0 < --cost-gamma <= 1 and 0 <= --cost-gae-lambda <= 1")
     if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
         raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
@@ -725,7 +745,7 @@ def main(args: Args) -> Path:
             c_values = cost_critic(b_obs).squeeze(-1).numpy().reshape(shape)
             c_next = cost_critic(b_next_obs).squeeze(-1).numpy().reshape(shape)
         reward_adv, reward_ret = compute_gae(rew_buf, r_values, r_next, term_buf, end_buf, args.gamma, args.gae_lambda)
-        cost_adv, cost_ret = compute_gae(cost_buf, c_values, c_next, term_buf, end_buf, args.gamma, args.gae_lambda)
+        cost_adv, cost_ret = compute_gae(cost_buf, c_values, c_next, term_buf, end_buf, args.cost_gamma, args.cost_gae_lambda)
         reward_adv = torch.as_tensor(reward_adv.reshape(-1), dtype=torch.float32)
         reward_adv = (reward_adv - reward_adv.mean()) / (reward_adv.std() + 1e-8)
         cost_adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
