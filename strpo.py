@@ -107,6 +107,7 @@ TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-
 ADV_STD_FLOOR = 0.05  # sigma_min of the z-scoring in eq. (6), in units of per-step reward/cost (see zscore)
 MARGIN_AIM = 1.01  # the QCQP aims at 1.01 b, a little inside the exclusion constraint, so CG error cannot break it
 MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b
+MARGIN_SEARCH = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # no step passed: aim at b + f (max margin - b) for these f in turn
 SURROGATE_SLACK = 0.5  # active exclusion: the surrogate change may fall short of its linear prediction by 50%
 QCQP_EPS = 1e-12  # quadratic forms below this are treated as zero (g = 0, phi = 0 or g parallel to phi)
 
@@ -657,40 +658,58 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
     max_margin = math.sqrt(2 * delta1 * max(s, 0.0))  # the largest phi^T x in the KL ball (along H^-1 phi)
 
     # the step before the line search: eq. (8)'s optimum (kkt), eq. (9) with a fixed weight, or TRPO
+    b_aim = b
     if not exclusion:
         case, a_g, a_phi = "no_exclusion", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0
     elif lambda2_mode == "kkt":
-        case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b + abs(b) * (MARGIN_AIM - 1), delta1)
+        b_aim = b + abs(b) * (MARGIN_AIM - 1)
+        case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b_aim, delta1)
     else:
         gHg = q + 2 * lambda2 * r + lambda2**2 * s
         alpha = math.sqrt(2 * delta1 / max(gHg, QCQP_EPS))
         case, a_g, a_phi = "fixed", alpha, alpha * lambda2
     full_step = a_g * x_g + a_phi * x_phi
-    lambda2_used = a_phi / a_g if a_g > 0 else (math.inf if a_phi > 0 else 0.0)
     predicted_margin, predicted_gain = float(phi @ full_step), float(g @ full_step)  # linear model of eq. 8
     if not torch.isfinite(full_step).all():
         raise FloatingPointError("non-finite search direction")
 
     # line search on measured quantities: KL(pi_k || pi) <= delta1; KL(pi_unsafe || pi) up by at least
     # MARGIN_FRACTION of b; surrogate improved where the exclusion constraint is inactive (TRPO, and
-    # CPO's feasible case), within SURROGATE_SLACK of its linear prediction where it is active
+    # CPO's feasible case), within SURROGATE_SLACK of its linear prediction where it is active.
+    # If no backtrack passes, the aimed margin is raised toward the largest one the ball allows and
+    # the QCQP solved again (eq. 9's "adjust lambda2 by line search until the exclusion constraint
+    # holds", driven by the measured KL): the curvature of KL(pi_unsafe || pi) can outweigh a margin
+    # as small as delta2, and a larger linear margin overcomes it with the least loss of surrogate.
     required = MARGIN_FRACTION * b if b > 0 else b
     accepted, backtracks, theta_new, fallback_taken = False, 0, theta_k, ""
-    if case != "infeasible":
+    aims = [b_aim] if not exclusion or lambda2_mode != "kkt" else \
+        [b_aim] + [b_aim + (max_margin - b_aim) * f for f in MARGIN_SEARCH if b_aim < max_margin]
+    aim_used, step_case, step, ag, ap = b_aim, case, full_step, a_g, a_phi
+    for aim in aims:
+        if aim != b_aim:
+            step_case, ag, ap = solve_exclusion_qcqp(q, r, s, aim, delta1)
+            step = ag * x_g + ap * x_phi
+        if step_case == "infeasible":
+            continue
+        gain = float(g @ step)
         for j in range(backtrack_iters):
             frac = backtrack_coeff**j
-            kl, surr, excl = evaluate(theta_k + frac * full_step)
-            if case == "active":
-                surr_ok = surr - surr_old >= frac * predicted_gain - SURROGATE_SLACK * abs(frac * predicted_gain)
+            kl, surr, excl = evaluate(theta_k + frac * step)
+            if step_case == "active":
+                surr_ok = surr - surr_old >= frac * gain - SURROGATE_SLACK * abs(frac * gain)
             else:
                 surr_ok = surr > surr_old
             excl_ok = not exclusion or excl >= required
             if math.isfinite(kl) and math.isfinite(surr) and kl <= delta1 and surr_ok and excl_ok:
-                accepted, backtracks, theta_new = True, j, theta_k + frac * full_step
+                accepted, backtracks, theta_new, aim_used = True, j, theta_k + frac * step, aim
+                a_g, a_phi = ag, ap  # the accepted step's coefficients (lambda2_used below)
                 break
         else:
             backtracks = backtrack_iters
+        if accepted:
+            break
 
+    lambda2_used = a_phi / a_g if a_g > 0 else (math.inf if a_phi > 0 else 0.0)
     if not accepted and exclusion and fallback != "none":
         fallback_taken = fallback
         if fallback == "reverse":  # eq. (10) read literally: theta_k - alpha G, KL line search only
@@ -721,7 +740,7 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
         "kl": kl_new, "excl_margin": float(phi @ (theta_new - theta_k)), "measured_excl_margin": kl_unsafe_after - kl_unsafe_before,
         "required_excl_margin": b, "max_excl_margin": max_margin, "predicted_excl_margin": predicted_margin,
         "kl_unsafe_before": kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after,
-        "qcqp_case": case, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
+        "qcqp_case": case, "excl_aim": aim_used, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
         "q": q, "r": r, "s": s, "feasible": int(case != "infeasible"), "accepted": int(accepted),
         "backtracks": backtracks, "fallback": fallback_taken, "surrogate_change": surr_new - surr_old,
         "predicted_surrogate_change": predicted_gain,

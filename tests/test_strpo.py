@@ -210,8 +210,11 @@ def test_the_step_the_code_takes_is_the_qcqp_optimum_on_a_tiny_actor_with_a_dens
                                        exclusion_target="step" if b >= 0 else "absolute",
                                        epsilon_excl=b + kl_unsafe_k if b < 0 else 1.0,
                                        cg_iters=20, fisher_subsample=1)
-        case, ref_x = reference_qcqp(H, g, phi, b + abs(b) * 0.01, delta1)
+        case, _ = reference_qcqp(H, g, phi, b + abs(b) * 0.01, delta1)
         assert diag["qcqp_case"] == case
+        if case != "infeasible":  # the step at the margin it aimed at: b (1% inside) or a raised aim
+            assert diag["excl_aim"] >= b + abs(b) * 0.01 - 1e-15
+            _, ref_x = reference_qcqp(H, g, phi, diag["excl_aim"], delta1)
         seen.add(case)
         step = (theta_new - theta_k).numpy()
         if case == "infeasible":
