@@ -20,7 +20,9 @@ update lives in an "annulus" of policy space. Per epoch:
   6. backtracking line search on measured quantities: mean KL(pi_k||pi_theta) <= delta1 and a
      measured rise of KL(pi_unsafe||pi_theta) of at least b/2 (Theorem 1); the surrogate must
      improve where the exclusion constraint is inactive, and match its linear prediction within
-     50% where it is active (it may trade surrogate for distance from pi_unsafe there)
+     50% where it is active (it may trade surrogate for distance from pi_unsafe there). If no
+     backtrack passes, the aimed margin is raised toward the largest the ball allows and eq. 8
+     solved again (the paper's "adjust lambda2 by line search until the constraint holds")
   7. infeasible or nothing accepted: fallback `exclusion` (default; the recovery step along H^-1 phi
      with KL to pi_unsafe not allowed to fall), `none` (keep theta_k), or `reverse` (eq. 10)
   8. critics regressed on their GAE returns.
@@ -46,7 +48,11 @@ Readings chosen where the paper's step, read literally, breaks the problem it st
   default code path lowers KL(pi_unsafe||pi) on the batch (tests/test_strpo.py checks it on real
   batches of the four paper tasks).
 - The line search checks the measured KL to pi_unsafe, not phi^T x: on Hopper the plain TRPO step
-  predicts phi^T x = -0.15 while KL(pi_unsafe||pi) actually rises by 0.07.
+  predicts phi^T x = -0.15 while KL(pi_unsafe||pi) actually rises by 0.07. The other way round, the
+  curvature of KL(pi_unsafe||pi) along a step (~1e-3 on Hopper) can outweigh a margin as small as
+  delta2 = 1e-4; without the raised-margin search (MARGIN_SEARCH) a third of the late Hopper epochs
+  found no acceptable step and the recovery fallback threw the reward away (seed 0: final reward
+  ~120 at cost ~0 instead of ~1000 at cost ~25; docs/strpo_modes.md has both).
 Measured (README "sTRPO's step: modes"; SafetyHopperVelocity-v1 450k and SafetyCarCircle1-v0 300k
 steps, seeds 0-2, the default vs the literal setting vs --no-exclusion): see docs/strpo_modes.md.
 
