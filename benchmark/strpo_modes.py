@@ -30,6 +30,8 @@ SETTINGS = {  # name -> (label, strpo.py flags)
     "default": ("default (KKT lambda2, exclusion fallback)", ""),
     "literal": ("paper literal (fixed lambda2 = 1, reverse fallback)", "--lambda2-mode fixed --lambda2 1 --fallback reverse"),
     "noexcl": ("--no-exclusion (TRPO on the joint advantage)", "--no-exclusion"),
+    # the default before the raised-margin search (strpo.py of commit 39ac46f), kept as a measurement
+    "nosearch": ("default without the raised-margin search (strpo.py of commit 39ac46f)", ""),
 }
 FINAL_EPOCHS = 3  # final reward / cost = mean of the last 3 epochs of a run, then mean +- std over seeds
 
@@ -68,7 +70,8 @@ def table(env_runs: dict[str, list[dict]]) -> list[str]:
     for setting, (label, _) in SETTINGS.items():
         runs = env_runs.get(setting, [])
         if not runs:
-            lines.append(f"| {label} | 0 | (not run) | | | | | | |")
+            if setting != "nosearch":
+                lines.append(f"| {label} | 0 | (not run) | | | | | | |")
             continue
         fallbacks = sum((r["fallbacks"] for r in runs), collections.Counter())
         epochs = sum(len(r["ret"]) for r in runs)
@@ -148,6 +151,10 @@ def main() -> None:
         lines += table(runs[env]) + [""]
     lines += ["Commands (seed K = 0, 1, 2):", "", "```bash"]
     for setting, (_, flags) in SETTINGS.items():
+        if setting == "nosearch":
+            lines.append(f"git checkout 39ac46f -- strpo.py && python strpo.py --env-id ENV --seed K --total-timesteps N "
+                         f"--output-dir runs/issue12/{setting}/ENV/seedK && git checkout HEAD -- strpo.py")
+            continue
         lines.append(f"python strpo.py --env-id ENV --seed K --total-timesteps N --output-dir runs/issue12/{setting}/ENV/seedK {flags}".rstrip())
     lines += [f"python benchmark/strpo_modes.py runs/issue12 --copy-to docs/runs/strpo-modes", "```", "",
               f"![reward, cost and KL to pi_unsafe per setting]({png.name})", ""]
