@@ -525,9 +525,9 @@ class PIDLagrangian:
 
 def zscore(x: torch.Tensor) -> torch.Tensor:
     """Batch z-scoring of an advantage stream (eq. 6) with the standard deviation floored at
-    ADV_STD_FLOOR (the sigma_min of the paper's joint-advantage lemma, appendix A). Without the floor a batch with almost no
-    cost would have its cost advantage, by then mostly critic noise of std ~1e-3, blown up to unit
-    variance and weighted like a real signal. The floor is in per-step units: the paper tasks' cost
+    ADV_STD_FLOOR (the sigma_min of the paper's joint-advantage lemma, appendix A). Without the
+    floor a batch with almost no cost would have its cost advantage, by then mostly critic noise of
+    std ~1e-3, blown up to unit variance and weighted like a real signal. The floor is in per-step units: the paper tasks' cost
     is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std of about 0.2, so only a
     stream with next to no signal is left unscaled."""
     return (x - x.mean()) / x.std().clamp_min(ADV_STD_FLOOR)
