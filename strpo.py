@@ -62,8 +62,9 @@ Choices this file makes where the paper is silent (SPEC.md section 5):
   pi_theta(a|s)] over the batch's (s, a). Both estimate the same gradient (tests/test_strpo.py).
 - H^-1 g and H^-1 phi are two separate CG solves; q, r, s are the true g and phi against the CG
   solutions (one consistent estimate), so the solved step's phi^T x is exactly the margin aimed at.
-- Advantage z-scoring floors sigma at ADV_STD_FLOOR (the sigma_min of appendix A's lemma): a batch with next
-  to no cost keeps its cost advantage small instead of blowing critic noise up to unit variance.
+- Advantage z-scoring floors sigma at ADV_STD_FLOOR (the sigma_min of appendix A's lemma): a batch
+  with next to no cost keeps its cost advantage small instead of blowing critic noise up to unit
+  variance.
 - The update sees the states through the normaliser the rollout acted with (so pi_k in the ratio
   and the KL ball is the behaviour policy); the batch enters the normaliser after the update.
 - `--no-exclusion` (lambda2 = 0, no exclusion constraint) makes the update TRPO on the joint
@@ -110,7 +111,7 @@ NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
 VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-ADV_STD_FLOOR = 0.05  # sigma_min of the z-scoring in eq. (6) (the joint-advantage lemma of appendix A), per-step units (see zscore)
+ADV_STD_FLOOR = 0.05  # sigma_min of eq. (6)'s z-scoring (appendix A's joint-advantage lemma); per-step units, see zscore
 MARGIN_AIM = 1.01  # the QCQP aims at 1.01 b, a little inside the exclusion constraint, so CG error cannot break it
 MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b
 MARGIN_SEARCH = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # no step passed: aim at b + f (max margin - b) for these f in turn
@@ -527,9 +528,9 @@ def zscore(x: torch.Tensor) -> torch.Tensor:
     """Batch z-scoring of an advantage stream (eq. 6) with the standard deviation floored at
     ADV_STD_FLOOR (the sigma_min of the paper's joint-advantage lemma, appendix A). Without the
     floor a batch with almost no cost would have its cost advantage, by then mostly critic noise of
-    std ~1e-3, blown up to unit variance and weighted like a real signal. The floor is in per-step units: the paper tasks' cost
-    is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std of about 0.2, so only a
-    stream with next to no signal is left unscaled."""
+    std ~1e-3, blown up to unit variance and weighted like a real signal. The floor is in per-step
+    units: the paper tasks' cost is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std
+    of about 0.2, so only a stream with next to no signal is left unscaled."""
     return (x - x.mean()) / x.std().clamp_min(ADV_STD_FLOOR)
 
 

@@ -409,8 +409,9 @@ def test_joint_advantage_z_scores_each_stream_and_the_ablation_drops_the_cost_te
 
 
 def test_z_scoring_does_not_blow_up_a_stream_with_next_to_no_signal():
-    """sigma is floored (the sigma_min of the paper's joint-advantage lemma): a cost stream of critic noise (std 1e-3, no costly
-    step) stays tiny instead of being scaled to unit variance; a real signal is z-scored as before."""
+    """sigma is floored (the sigma_min of the paper's joint-advantage lemma): a cost stream of critic
+    noise (std 1e-3, no costly step) stays tiny instead of being scaled to unit variance; a real
+    signal is z-scored as before."""
     g = torch.Generator().manual_seed(1)
     noise = 1e-3 * torch.randn(5000, generator=g)
     assert float(s.zscore(noise).std()) == pytest.approx(1e-3 / s.ADV_STD_FLOOR, rel=0.05)
