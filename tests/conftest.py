@@ -39,3 +39,52 @@ def scripts_with(*names: str) -> list:
         if all(f"def {n}(" in src or f"class {n}(" in src or f"class {n}:" in src for n in names):
             found.append(pytest.param(path, id=str(path.relative_to(ROOT))))
     return found
+
+
+def functional_actor(actor, obs):
+    """theta (flat) -> (mean, log_std) of `actor` on `obs` through torch.func, independent of the
+    scripts' own flat-parameter helpers; for dense references on tiny actors."""
+    from torch.func import functional_call
+
+    names = [k for k, _ in actor.named_parameters()]
+    shapes = [p.shape for _, p in actor.named_parameters()]
+
+    def outputs(theta):
+        params, i = {}, 0
+        for k, shape in zip(names, shapes):
+            params[k] = theta[i:i + shape.numel()].reshape(shape)
+            i += shape.numel()
+        return functional_call(actor, params, (obs,))
+
+    return outputs
+
+
+def dense_kl_hessian(actor, obs):
+    """The Fisher matrix of a tiny actor written out densely: the Hessian at theta_k of
+    mean_s KL(pi_k || pi_theta), from the closed-form Gaussian KL (torch autograd, no FVP)."""
+    outputs = functional_actor(actor, obs)
+    theta_k = torch.nn.utils.parameters_to_vector(actor.parameters()).detach().clone()
+    with torch.no_grad():
+        mean0, log_std0 = outputs(theta_k)
+
+    def kl(theta):
+        mean, log_std = outputs(theta)
+        return (log_std - log_std0 + ((2 * log_std0).exp() + (mean0 - mean) ** 2) / (2 * (2 * log_std).exp()) - 0.5).sum(-1).mean()
+
+    return torch.autograd.functional.hessian(kl, theta_k)
+
+
+def dense_surrogate_gradient(actor, obs, actions, adv):
+    """grad at theta_k of the surrogate mean(pi_theta(a|s) / pi_k(a|s) * adv), from the Gaussian
+    log-density written out here (torch autograd through torch.func, not the script's code)."""
+    import math
+
+    outputs = functional_actor(actor, obs)
+    theta_k = torch.nn.utils.parameters_to_vector(actor.parameters()).detach().clone()
+
+    def logp(theta):
+        mean, log_std = outputs(theta)
+        return (-0.5 * ((actions - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    logp_k = logp(theta_k).detach()
+    return torch.autograd.functional.jacobian(lambda theta: (torch.exp(logp(theta) - logp_k) * adv).mean(), theta_k)

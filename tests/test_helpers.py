@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch.func import functional_call
 
-from conftest import ROOT, SCRIPTS, load_script, scripts_with
+from conftest import ROOT, SCRIPTS, dense_kl_hessian, load_script, scripts_with
 
 
 @pytest.mark.parametrize("path", scripts_with("conjugate_gradient"))
@@ -38,26 +37,8 @@ def test_fisher_vector_product_equals_explicit_kl_hessian(path):
         for p in actor.parameters():
             p.add_(0.3 * torch.randn_like(p))
     obs = torch.randn(17, 3, dtype=torch.float64)
-    names = [n for n, _ in actor.named_parameters()]
-    shapes = [p.shape for _, p in actor.named_parameters()]
     theta_k = torch.nn.utils.parameters_to_vector(actor.parameters()).detach()
-    with torch.no_grad():
-        old_mean, old_log_std = actor(obs)
-
-    def unflatten(flat):
-        out, i = {}, 0
-        for n, s in zip(names, shapes):
-            k = int(np.prod(s))
-            out[n] = flat[i:i + k].view(s)
-            i += k
-        return out
-
-    def kl_of(flat):  # mean_s KL(pi_k || pi_theta), written out independently of the script
-        mean, log_std = functional_call(actor, unflatten(flat), (obs,))
-        var0, var1 = (2 * old_log_std).exp(), (2 * log_std).exp()
-        return (log_std - old_log_std + (var0 + (old_mean - mean) ** 2) / (2 * var1) - 0.5).sum(-1).mean()
-
-    H = torch.autograd.functional.hessian(kl_of, theta_k)
+    H = dense_kl_hessian(actor, obs)  # mean_s KL(pi_k || pi_theta) written out in conftest, not by the script
     for damping in (0.0, 0.1):
         for _ in range(3):
             v = torch.randn_like(theta_k)

@@ -21,7 +21,7 @@ try:  # libtriton (loaded lazily by torch.optim) segfaults if MuJoCo was loaded 
 except ImportError:
     pass
 
-from conftest import ROOT, load_script
+from conftest import ROOT, dense_kl_hessian, dense_surrogate_gradient, load_script
 
 PCPO = ROOT / "baselines" / "pcpo.py"
 
@@ -43,31 +43,12 @@ def dense_problem(m, seed=0, n=128, projection="kl"):
     cost_adv = torch.randn(n, dtype=torch.float64)
     cost_adv = cost_adv - cost_adv.mean()
 
-    names = [k for k, _ in actor.named_parameters()]
-    shapes = [p.shape for _, p in actor.named_parameters()]
     theta0 = torch.nn.utils.parameters_to_vector(actor.parameters()).detach().clone()
-
-    def outputs(theta):
-        params, i = {}, 0
-        for k, shp in zip(names, shapes):
-            params[k] = theta[i:i + shp.numel()].reshape(shp)
-            i += shp.numel()
-        return torch.func.functional_call(actor, params, (obs,))
-
-    def logp(theta):
-        mu, log_std = outputs(theta)
-        return (-0.5 * ((actions - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-
-    logp0 = logp(theta0).detach()
-    g = torch.autograd.functional.jacobian(lambda th: (torch.exp(logp(th) - logp0) * reward_adv).mean(), theta0)
-    b = torch.autograd.functional.jacobian(lambda th: (torch.exp(logp(th) - logp0) * cost_adv).mean(), theta0)
-
-    def kl(theta):  # mean_s KL(pi_k || pi_theta), Gaussian closed form summed over action dims
-        mu, log_std = outputs(theta)
-        return (log_std - log_std0 + ((2 * log_std0).exp() + (mean0 - mu) ** 2) / (2 * (2 * log_std).exp()) - 0.5).sum(-1).mean()
+    g = dense_surrogate_gradient(actor, obs, actions, reward_adv)
+    b = dense_surrogate_gradient(actor, obs, actions, cost_adv)
 
     args = m.Args(cg_iters=60, projection=projection)  # CG on 18 unknowns: enough iterations to converge
-    H = torch.autograd.functional.hessian(kl, theta0).numpy() + args.cg_damping * np.eye(theta0.numel())
+    H = dense_kl_hessian(actor, obs).numpy() + args.cg_damping * np.eye(theta0.numel())
     return actor, obs, actions, reward_adv, cost_adv, g.numpy(), b.numpy(), H, args
 
 

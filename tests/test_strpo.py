@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, load_script
+from conftest import ROOT, dense_kl_hessian, load_script
 
 s = load_script(ROOT / "strpo.py")
 u = load_script(ROOT / "unsafe_cvar_trpo.py")
@@ -153,8 +153,6 @@ def tiny_problem(seed):
     """A tiny actor (2 obs, 1 action, 3 hidden units) on random states, actions drawn from it, a
     random joint advantage and a random pi_unsafe, and its exact Fisher matrix, written out here
     from the Gaussian KL (torch.func) with the step's damping 0.1 added."""
-    from torch.func import functional_call
-
     torch.manual_seed(seed)
     actor = s.Actor(2, 1, (3,)).double()
     obs = torch.randn(64, 2, dtype=torch.float64)
@@ -163,26 +161,7 @@ def tiny_problem(seed):
         um = torch.randn(64, 1, dtype=torch.float64)
         uls = torch.full((64, 1), -0.2, dtype=torch.float64)
     adv = torch.randn(64, dtype=torch.float64)
-    names = [n for n, _ in actor.named_parameters()]
-    shapes = [p.shape for _, p in actor.named_parameters()]
-    theta_k = s.get_flat_params(actor)
-    with torch.no_grad():
-        old_mean, old_log_std = actor(obs)
-
-    def unflatten(flat):
-        out, i = {}, 0
-        for n, shape in zip(names, shapes):
-            k = int(np.prod(shape))
-            out[n] = flat[i:i + k].view(shape)
-            i += k
-        return out
-
-    def kl_of(flat):
-        mean, log_std = functional_call(actor, unflatten(flat), (obs,))
-        var0, var1 = (2 * old_log_std).exp(), (2 * log_std).exp()
-        return (log_std - old_log_std + (var0 + (old_mean - mean) ** 2) / (2 * var1) - 0.5).sum(-1).mean()
-
-    H = torch.autograd.functional.hessian(kl_of, theta_k).numpy() + 0.1 * np.eye(len(theta_k))
+    H = dense_kl_hessian(actor, obs).numpy() + 0.1 * np.eye(sum(p.numel() for p in actor.parameters()))
     return actor, obs, act, adv, um, uls, H
 
 
