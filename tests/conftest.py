@@ -88,3 +88,19 @@ def dense_surrogate_gradient(actor, obs, actions, adv):
 
     logp_k = logp(theta_k).detach()
     return torch.autograd.functional.jacobian(lambda theta: (torch.exp(logp(theta) - logp_k) * adv).mean(), theta_k)
+
+
+def tiny_actor_batch(module, seed: int = 0, n: int = 128):
+    """A tiny float64 actor of `module` (obs 2, act 1, hidden (4,): 18 parameters) with a non-trivial
+    mean network (the default output layer is ~0), n random states and actions drawn from it."""
+    torch.manual_seed(seed)
+    actor = module.Actor(2, 1, (4,)).double()
+    with torch.no_grad():
+        actor.log_std.fill_(-0.3)
+        for p in actor.mean_net.parameters():
+            p.normal_(0.0, 0.7)
+    obs = torch.randn(n, 2, dtype=torch.float64)
+    with torch.no_grad():
+        mean0, log_std0 = actor(obs)
+        actions = mean0 + log_std0.exp() * torch.randn_like(mean0)
+    return actor, obs, actions

@@ -30,7 +30,7 @@ try:  # libtriton (loaded lazily by torch.optim) segfaults if MuJoCo was loaded 
 except ImportError:
     pass
 
-from conftest import ROOT, dense_kl_hessian, dense_surrogate_gradient, load_script
+from conftest import ROOT, dense_kl_hessian, dense_surrogate_gradient, load_script, tiny_actor_batch
 
 CPO = ROOT / "baselines" / "cpo.py"
 
@@ -194,16 +194,7 @@ def dense_problem(m, seed=0, n=128, aligned_cost=False):
     QCQP's data computed without cpo.py's helpers: g and b by autograd of the surrogates written
     out here, H = the dense Hessian of the mean Gaussian KL (closed form written out here) plus
     the update's damping."""
-    torch.manual_seed(seed)
-    actor = m.Actor(2, 1, (4,)).double()
-    with torch.no_grad():
-        actor.log_std.fill_(-0.3)
-        for p in actor.mean_net.parameters():  # a non-trivial mean network (the default output layer is ~0)
-            p.normal_(0.0, 0.7)
-    obs = torch.randn(n, 2, dtype=torch.float64)
-    with torch.no_grad():
-        mean0, log_std0 = actor(obs)
-        actions = mean0 + log_std0.exp() * torch.randn_like(mean0)
+    actor, obs, actions = tiny_actor_batch(m, seed, n)
     reward_adv = torch.randn(n, dtype=torch.float64)
     cost_adv = reward_adv.clone() if aligned_cost else torch.randn(n, dtype=torch.float64)
     cost_adv = cost_adv - cost_adv.mean()

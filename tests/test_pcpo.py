@@ -21,7 +21,7 @@ try:  # libtriton (loaded lazily by torch.optim) segfaults if MuJoCo was loaded 
 except ImportError:
     pass
 
-from conftest import ROOT, dense_kl_hessian, dense_surrogate_gradient, load_script
+from conftest import ROOT, dense_kl_hessian, dense_surrogate_gradient, load_script, tiny_actor_batch
 
 PCPO = ROOT / "baselines" / "pcpo.py"
 
@@ -29,16 +29,7 @@ PCPO = ROOT / "baselines" / "pcpo.py"
 def dense_problem(m, seed=0, n=128, projection="kl"):
     """Tiny actor (obs 2, act 1, hidden (4,): 18 parameters) in float64, a batch, g, b and the
     dense damped Fisher matrix H computed without pcpo.py's helpers."""
-    torch.manual_seed(seed)
-    actor = m.Actor(2, 1, (4,)).double()
-    with torch.no_grad():
-        actor.log_std.fill_(-0.3)
-        for p in actor.mean_net.parameters():  # a non-trivial mean network (the default output layer is ~0)
-            p.normal_(0.0, 0.7)
-    obs = torch.randn(n, 2, dtype=torch.float64)
-    with torch.no_grad():
-        mean0, log_std0 = actor(obs)
-        actions = mean0 + log_std0.exp() * torch.randn_like(mean0)
+    actor, obs, actions = tiny_actor_batch(m, seed, n)
     reward_adv = torch.randn(n, dtype=torch.float64)
     cost_adv = torch.randn(n, dtype=torch.float64)
     cost_adv = cost_adv - cost_adv.mean()

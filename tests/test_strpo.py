@@ -65,25 +65,25 @@ def independent_phi(actor, norm_obs, unsafe_mean, unsafe_log_std):
     return torch.cat([g.reshape(-1) for g in grads])
 
 
-def measured_kl(actor, norm_obs, theta_old, theta_new):
-    s.set_flat_params(actor, theta_old)
-    with torch.no_grad():
-        m0, l0 = actor(norm_obs)
-    s.set_flat_params(actor, theta_new)
-    with torch.no_grad():
-        m1, l1 = actor(norm_obs)
-    s.set_flat_params(actor, theta_old)
-    return ((l1 - l0) + ((2 * l0).exp() + (m0 - m1) ** 2) / (2 * (2 * l1).exp()) - 0.5).sum(-1).mean().item()
-
-
-def measured_kl_to_unsafe(actor, norm_obs, theta, unsafe_mean, unsafe_log_std):
-    """mean KL(pi_unsafe || pi_theta) on the batch states, written out here."""
-    theta_k = s.get_flat_params(actor)
+def measured_kl_to(actor, norm_obs, theta, ref_mean, ref_log_std):
+    """mean KL(pi_ref || pi_theta) on the batch states, the Gaussian KL written out here; the actor's
+    parameters are restored afterwards."""
+    theta_now = s.get_flat_params(actor)
     s.set_flat_params(actor, theta)
     with torch.no_grad():
         m, l = actor(norm_obs)
-    s.set_flat_params(actor, theta_k)
-    return ((l - unsafe_log_std) + ((2 * unsafe_log_std).exp() + (unsafe_mean - m) ** 2) / (2 * (2 * l).exp()) - 0.5).sum(-1).mean().item()
+    s.set_flat_params(actor, theta_now)
+    return ((l - ref_log_std) + ((2 * ref_log_std).exp() + (ref_mean - m) ** 2) / (2 * (2 * l).exp()) - 0.5).sum(-1).mean().item()
+
+
+def measured_kl(actor, norm_obs, theta_old, theta_new):
+    """mean KL(pi_old || pi_new)"""
+    theta_now = s.get_flat_params(actor)
+    s.set_flat_params(actor, theta_old)
+    with torch.no_grad():
+        m0, l0 = actor(norm_obs)
+    s.set_flat_params(actor, theta_now)
+    return measured_kl_to(actor, norm_obs, theta_new, m0, l0)
 
 
 def reference_qcqp(H, g, phi, b, delta1):
@@ -252,7 +252,7 @@ def test_on_real_batches_accepted_steps_keep_both_measured_constraints_and_nothi
         theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, **STEP)
         assert torch.equal(s.get_flat_params(actor), theta_k), "strpo_step must leave the actor at theta_k"
         assert "reverse" not in diag["fallback"]
-        gain = measured_kl_to_unsafe(actor, obs, theta_new, um, uls) - measured_kl_to_unsafe(actor, obs, theta_k, um, uls)
+        gain = measured_kl_to(actor, obs, theta_new, um, uls) - measured_kl_to(actor, obs, theta_k, um, uls)
         assert gain >= 0
         if diag["accepted"]:
             assert 0 < measured_kl(actor, obs, theta_k, theta_new) <= STEP["delta1"]
@@ -260,7 +260,7 @@ def test_on_real_batches_accepted_steps_keep_both_measured_constraints_and_nothi
         far = 1.5 * diag["max_excl_margin"]
         theta_fb, diag_fb = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, delta2=far)
         assert diag_fb["qcqp_case"] == "infeasible" and diag_fb["fallback"].startswith("exclusion")
-        gain_fb = measured_kl_to_unsafe(actor, obs, theta_fb, um, uls) - measured_kl_to_unsafe(actor, obs, theta_k, um, uls)
+        gain_fb = measured_kl_to(actor, obs, theta_fb, um, uls) - measured_kl_to(actor, obs, theta_k, um, uls)
         assert gain_fb >= 0 and measured_kl(actor, obs, theta_k, theta_fb) <= 0.01
         if diag_fb["fallback"] == "exclusion":
             assert gain_fb > 0
@@ -291,14 +291,14 @@ def test_a_misestimated_phi_cannot_get_a_step_accepted_that_moves_toward_pi_unsa
     KL(pi_unsafe || pi). Without the measured check (or with phi's sign flipped) this fails."""
     actor, obs, act, joint, um, uls = real_batch("SafetyHopperVelocity-v1", steps=1000, seed=5)
     theta_k = s.get_flat_params(actor)
-    before = measured_kl_to_unsafe(actor, obs, theta_k, um, uls)
+    before = measured_kl_to(actor, obs, theta_k, um, uls)
     gen = torch.Generator().manual_seed(0)
     true_phi = s.exclusion_gradient(actor, obs, act, um, uls, "exact")
     monkeypatch.setattr(s, "exclusion_gradient", lambda *a, **k: torch.randn(true_phi.shape, generator=gen) * true_phi.norm())
     accepted = moved = 0
     for _ in range(12):
         theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, delta2=0.01)
-        gain = measured_kl_to_unsafe(actor, obs, theta_new, um, uls) - before
+        gain = measured_kl_to(actor, obs, theta_new, um, uls) - before
         accepted += diag["accepted"]
         moved += bool(torch.any(theta_new != theta_k))
         assert gain >= 0, diag
@@ -332,7 +332,7 @@ def test_absolute_exclusion_target_is_inactive_far_from_pi_unsafe_and_active_nea
     just above the current KL it binds and the accepted step reaches the ball's edge (measured)."""
     actor, obs, act, joint, um, uls = real_batch("SafetyCarCircle1-v0", steps=1000, seed=3)
     theta_k = s.get_flat_params(actor)
-    kl_k = measured_kl_to_unsafe(actor, obs, theta_k, um, uls)
+    kl_k = measured_kl_to(actor, obs, theta_k, um, uls)
     _, slack = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion_target="absolute", epsilon_excl=0.5 * kl_k)
     assert slack["qcqp_case"] == "inactive" and slack["lambda2_used"] == 0 and slack["required_excl_margin"] < 0
     _, trpo = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion=False)
@@ -341,7 +341,7 @@ def test_absolute_exclusion_target_is_inactive_far_from_pi_unsafe_and_active_nea
     theta_new, near = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion_target="absolute", epsilon_excl=target)
     assert near["qcqp_case"] == "active" and near["lambda2_used"] > 0
     if near["accepted"]:
-        assert measured_kl_to_unsafe(actor, obs, theta_new, um, uls) >= kl_k + 0.5 * (target - kl_k)
+        assert measured_kl_to(actor, obs, theta_new, um, uls) >= kl_k + 0.5 * (target - kl_k)
 
 
 def test_pid_multiplier_rises_over_the_limit_falls_under_it_and_cannot_wind_up():
