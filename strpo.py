@@ -527,13 +527,13 @@ def get_flat_params(module: nn.Module) -> torch.Tensor:
 
 
 def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
-    """Copy into each parameter's own storage (vector_to_parameters would make them views into `flat`,
-    whose offsets change the float rounding of small matmuls: a resumed run would not repeat the run)."""
-    with torch.no_grad():
-        offset = 0
-        for p in module.parameters():
-            p.copy_(flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
+    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
+    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
+    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
+    offset = 0
+    for p in module.parameters():
+        p.data = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
 
 
 
