@@ -84,6 +84,13 @@ import torch._dynamo  # noqa: E402,F401  load triton before MuJoCo: after MuJoCo
 import torch.nn as nn  # noqa: E402
 import tyro  # noqa: E402
 
+try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
+    import farama_notifications
+
+    farama_notifications.notifications.pop("gymnasium_robotics", None)
+except ImportError:
+    pass
+
 CHECKPOINT_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box

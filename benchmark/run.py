@@ -12,14 +12,15 @@ timestamp so that the same matrix finds its runs again:
     {root}/NAME/run.json                          what was run (script, flags, budget, command, times, exit code)
     {root}/NAME/log.txt                           the subprocess's stdout and stderr, every attempt
     {root}/NAME/{env}__{exp}__{seed}__{time}/     the script's own run folder (--output-dir {root}/NAME)
-        progress.csv  config.json  {exp}.pt       (the checkpoint is written only at the end)
+        progress.csv  config.json  resume.pt (every epoch)  {exp}.pt (at the end)
 
 Skip / resume decisions (`plan_run`), made again for every run each time the matrix is started:
 - finished: some subfolder holds the final checkpoint `{exp}.pt` (robustness: robustness.csv) -> skipped;
-- interrupted: a subfolder has progress.csv but no checkpoint -> if the script's `--help` lists
-  `--resume`, it is started with `--resume <that subfolder>` (the most advanced one); otherwise it is
-  started from scratch in a fresh timestamped subfolder (the partial one stays; aggregate.py keeps the
-  longest progress.csv of a run);
+- interrupted: a subfolder has progress.csv but no final checkpoint -> continued with
+  `--resume <that subfolder>` (the most advanced one) when it holds the resume.pt that the scripts
+  write at every epoch end and the script's `--help` lists `--resume`; otherwise (stopped inside its
+  first epoch) started from scratch in a fresh timestamped subfolder (the partial one stays;
+  aggregate.py keeps the longest progress.csv of a run);
 - new: nothing there yet -> started.
 A run whose run.json records another budget or other flags than the matrix asks for is refused
 (`mismatch`): use another `--root` for a different budget. Before launching, each script's `--help`
@@ -351,8 +352,8 @@ def run_state(run: Run, root: Path) -> tuple[str, Optional[Path]]:
     if ckpt is not None:
         return "finished", ckpt
     partial = [p for p in subfolders(run_dir) if (p / "progress.csv").is_file()]
-    if partial:
-        return "interrupted", max(partial, key=lambda p: (progress_steps(p / "progress.csv"), p.name))
+    if partial:  # the most advanced one; among equals, one that the script can resume (its resume.pt)
+        return "interrupted", max(partial, key=lambda p: (progress_steps(p / "progress.csv"), (p / "resume.pt").is_file(), p.name))
     return "new", None
 
 
@@ -403,12 +404,13 @@ def plan_run(run: Run, root: Path, resumable: bool, python: str = "python") -> d
     if state == "mismatch":
         return {"action": "refuse", "command": None,
                 "why": f"{path} records another budget or other flags; use another --root"}
-    resume_from = path if state == "interrupted" and resumable else None
+    resumable = resumable and state == "interrupted" and (path / "resume.pt").is_file()
+    resume_from = path if resumable else None
     cmd, missing = build_command(run, root, python, resume_from)
     if state == "interrupted":
         action = "resume" if resumable else "restart"
         why = (f"interrupted at step {progress_steps(path / 'progress.csv')}: "
-               + ("--resume" if resumable else f"{run.script} has no --resume, starting from scratch"))
+               + ("--resume" if resumable else f"no resume.pt to continue from in {path.name}, starting from scratch"))
     else:
         action, why = "start", "new"
     if missing:

@@ -49,6 +49,13 @@ import torch
 import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import tyro
 
+try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
+    import farama_notifications
+
+    farama_notifications.notifications.pop("gymnasium_robotics", None)
+except ImportError:
+    pass
+
 torch.set_num_threads(1)  # as the training scripts do: 2+ threads spin-wait when envs share the cores
 
 ROOT = Path(__file__).resolve().parents[1]

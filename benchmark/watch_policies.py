@@ -34,6 +34,13 @@ import torch  # noqa: E402
 import torch._dynamo  # noqa: E402,F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import tyro  # noqa: E402
 
+try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
+    import farama_notifications
+
+    farama_notifications.notifications.pop("gymnasium_robotics", None)
+except ImportError:
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 FRAME_SIZE = 256  # width and height in pixels of a rendered frame

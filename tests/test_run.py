@@ -118,6 +118,9 @@ def test_skip_resume_restart_and_refuse_decisions_follow_the_folders(run_py, tmp
     write_progress(run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__100", [15000, 30000, 45000])
     write_progress(run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__200", [15000])
     plan = run_py.plan_run(run, tmp_path, resumable=True)
+    assert plan["action"] == "restart" and "--resume" not in plan["command"]  # no resume.pt: nothing to continue
+    (run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__100" / "resume.pt").write_bytes(b"x")
+    plan = run_py.plan_run(run, tmp_path, resumable=True)
     assert plan["action"] == "resume" and "45000" in plan["why"]
     assert plan["command"][-2:] == ["--resume", str(run_dir / "SafetyHopperVelocity-v1__ppo_lag__3__100")]
     plan = run_py.plan_run(run, tmp_path, resumable=False)
