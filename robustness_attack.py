@@ -80,7 +80,6 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch._dynamo  # noqa: E402,F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn  # noqa: E402
 import tyro  # noqa: E402
 
@@ -177,11 +176,15 @@ def validate_args(args: Args) -> None:
 
 
 def check_renderer() -> None:
-    """--video needs an off-screen OpenGL renderer: fail now with one line, not after the CSV
-    episodes. A child process renders one frame of a tiny MuJoCo model with the renderer the envs
-    will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
+    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
+    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
     process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording."""
+    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
+    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
              "    import mujoco\n"
              "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
@@ -196,7 +199,7 @@ def check_renderer() -> None:
     except subprocess.TimeoutExpired:
         reason = "timed out"
     if reason is not None:
-        raise SystemExit(f"error: --video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 

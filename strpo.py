@@ -69,8 +69,9 @@ Choices this file makes where the paper is silent (SPEC.md section 5):
   and the KL ball is the behaviour policy); the batch enters the normaliser after the update.
 - `--no-exclusion` (lambda2 = 0, no exclusion constraint) makes the update TRPO on the joint
   advantage: a failed line search then keeps theta_k, as TRPO does, whatever --fallback says.
-- The PID multiplier follows Stooke et al. (2020) as in CPPO-PID (EMA-smoothed P and D terms,
-  derivative over `pid_d_delay` epochs, integral kept in [0, cap] so it cannot wind up).
+- The PID multiplier is baselines/cppo_pid.py's: Stooke et al. (2020) with OmniSafe's details
+  (EMA-smoothed P and D terms, derivative over `pid_d_delay` epochs, output capped at
+  --lambda-cost-max) and an integral kept in [0, cap]; `--pid-ema` smooths both P and D.
   It sees the mean cost of episodes that finished this epoch; an epoch with none keeps lambda.
 - pi_unsafe sees the raw observations through its own normaliser (it carries one in its checkpoint).
 - Observation normaliser, critics, GAE, rollout and checkpoint conventions are those of
@@ -84,7 +85,6 @@ Usage:
 """
 from __future__ import annotations
 
-import collections
 import csv
 import difflib
 import json
@@ -97,13 +97,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import tyro
 
@@ -206,9 +206,9 @@ class Args:
     pid_d_delay: int = 10
     """epochs over which the derivative term compares the smoothed cost"""
     pid_ema: float = 0.95
-    """EMA smoothing of the P and D terms"""
+    """EMA smoothing factor of the P and the D term (the same for both)"""
     lambda_cost_max: float = 100.0
-    """cap of the multiplier lambda_cost (and of its integral term)"""
+    """cap of the multiplier lambda_cost"""
     gamma: float = 0.99
     """discount factor (reward and cost)"""
     gae_lambda: float = 0.95
@@ -286,11 +286,13 @@ def check_unsafe_policy_exists(args: Args) -> None:
 
 
 def check_renderer() -> None:
-    """--capture-video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
     first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
     envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
     process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording."""
+    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
+    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
@@ -307,7 +309,7 @@ def check_renderer() -> None:
     except subprocess.TimeoutExpired:
         reason = "timed out"
     if reason is not None:
-        raise SystemExit(f"error: --capture-video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 
@@ -542,17 +544,26 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
 # sTRPO pieces: PID multiplier, exclusion gradient, the safe trust-region step
 # ----------------------------------------------------------------------------------------------
 class PIDLagrangian:
-    """lambda_cost of eq. (6), from the PID Lagrangian method of Stooke et al. (2020).
-    Per epoch, with error e = J_c - d:  I <- clip(I + Ki e, 0, cap);  P = EMA(e);
-    D = max(0, EMA(J_c) - EMA(J_c) `d_delay` epochs ago);  lambda = clip(Kp P + I + Kd D, 0, cap)."""
+    """The PID Lagrange multiplier of Stooke, Achiam, Abbeel (2020, algorithm 2), updated once per epoch
+    from the epoch's mean episode cost J_c, with error e = J_c - d:
+        I <- clip(I + K_I e, 0, cap);   P <- EMA(e);   D = max(0, EMA(J_c) - EMA(J_c) `d_delay` updates ago)
+        lambda = min(cap, max(0, K_P P + I + K_D D))
+    Details as OmniSafe's PIDLagrangian (common/pid_lagrange.py): P and D smoothed by EMAs with factors of
+    their own, only a rising cost feeds D, the output capped. One difference: the integral is also kept
+    below the cap (anti-windup; Stooke et al. and OmniSafe only floor it at 0), so that after a long
+    violation lambda comes down within epochs once the cost falls, not after as many epochs as it rose.
+    The terms of the last update are kept in `p`, `i`, `d` for logging."""
 
-    def __init__(self, kp: float, ki: float, kd: float, d_delay: int, ema: float, cap: float, cost_limit: float):
-        self.kp, self.ki, self.kd, self.ema, self.cap, self.cost_limit = kp, ki, kd, ema, cap, cost_limit
-        self.integral = 0.0
-        self.p_ema = 0.0
+    def __init__(self, cost_limit: float, kp: float, ki: float, kd: float, d_delay: int,
+                 delta_p_ema_alpha: float, delta_d_ema_alpha: float, cap: float):
+        self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
+        self.delta_p_ema_alpha, self.delta_d_ema_alpha, self.cap = delta_p_ema_alpha, delta_d_ema_alpha, cap
+        self.p = 0.0  # EMA of delta = J_c - d
+        self.i = 0.0  # integral of K_I * delta, kept in [0, cap] (anti-windup)
+        self.d = 0.0  # max(0, rise of the smoothed cost over d_delay epochs)
         self.cost_ema = 0.0
-        self.cost_history = collections.deque([0.0] * d_delay, maxlen=d_delay)
-        self.derivative = 0.0
+        # smoothed costs of the last d_delay updates; the oldest one is the derivative's reference
+        self.cost_ema_history: deque[float] = deque([0.0], maxlen=d_delay)
         self.value = 0.0
 
     def state_dict(self) -> dict:
@@ -562,13 +573,16 @@ class PIDLagrangian:
         vars(self).update(state)
 
     def update(self, ep_cost: float) -> float:
-        error = ep_cost - self.cost_limit
-        self.integral = min(max(self.integral + self.ki * error, 0.0), self.cap)  # no wind-up past the cap
-        self.p_ema = self.ema * self.p_ema + (1 - self.ema) * error
-        self.cost_ema = self.ema * self.cost_ema + (1 - self.ema) * ep_cost
-        self.derivative = max(0.0, self.cost_ema - self.cost_history[0])  # only a *rising* cost is penalised
-        self.cost_history.append(self.cost_ema)
-        self.value = min(max(self.kp * self.p_ema + self.integral + self.kd * self.derivative, 0.0), self.cap)
+        """One PID step from this epoch's mean episode cost J_c; returns the new lambda."""
+        if not math.isfinite(ep_cost):
+            raise FloatingPointError(f"non-finite episode cost {ep_cost} for the multiplier")
+        delta = ep_cost - self.cost_limit
+        self.i = min(self.cap, max(0.0, self.i + self.ki * delta))
+        self.p = self.delta_p_ema_alpha * self.p + (1.0 - self.delta_p_ema_alpha) * delta
+        self.cost_ema = self.delta_d_ema_alpha * self.cost_ema + (1.0 - self.delta_d_ema_alpha) * ep_cost
+        self.d = max(0.0, self.cost_ema - self.cost_ema_history[0])
+        self.value = min(self.cap, max(0.0, self.kp * self.p + self.i + self.kd * self.d))
+        self.cost_ema_history.append(self.cost_ema)
         return self.value
 
 
@@ -865,6 +879,37 @@ def load_unsafe_policy(args: Args, obs_dim: int, act_dim: int) -> tuple[Actor, R
     return unsafe_actor, unsafe_rms, meta
 
 
+def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
+    with torch.inference_mode():
+        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
+
+
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
 # ----------------------------------------------------------------------------------------------
 # Resuming a run (--resume): the state at the end of an epoch, and clean stops
 # ----------------------------------------------------------------------------------------------
@@ -963,6 +1008,40 @@ class GracefulStop:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
+    def exit(self, run_dir: Path, csv_file, track: bool) -> None:
+        """End the run after the epoch's checkpoint, saying how to continue it."""
+        csv_file.close()
+        if track:
+            import wandb
+
+            wandb.finish()
+        print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
+        raise SystemExit(128 + self.signum)
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------
+def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
+    """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
+    wandb's charts/ at step global_step; returns the csv writer."""
+    if writer is None:
+        writer = csv.DictWriter(csv_file, fieldnames=list(row))
+        writer.writeheader()
+    writer.writerow(row)
+    csv_file.flush()
+    if track:
+        import wandb
+
+        wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
+    return writer
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss"""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
 
 # ----------------------------------------------------------------------------------------------
 # Training
@@ -1029,8 +1108,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     if not args.no_exclusion or unsafe_policy_path(args).is_file():  # the ablation still logs KL to pi_unsafe
         unsafe_actor, unsafe_rms, unsafe_meta = load_unsafe_policy(args, obs_dim, act_dim)
         print(f"pi_unsafe: {unsafe_policy_path(args)} ({unsafe_meta['algo']}, {unsafe_meta['global_step']} steps)")
-    pid = PIDLagrangian(args.pid_kp, args.pid_ki, args.pid_kd, args.pid_d_delay, args.pid_ema,
-                        args.lambda_cost_max, args.cost_limit)
+    pid = PIDLagrangian(args.cost_limit, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_d_delay, args.pid_ema,
+                        args.pid_ema, args.lambda_cost_max)
 
     # pre-allocated rollout storage (raw observations; SPEC 3)
     num_steps = args.steps_per_epoch // args.num_envs
@@ -1063,7 +1142,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     ep_cost = np.zeros(args.num_envs)
     ep_len = np.zeros(args.num_envs, np.int64)
     csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
-    start_time = time.time() - elapsed
+    loop_start = time.time()
+    start_time = loop_start - elapsed  # the run's clock, across resumes
     print(f"run {run_dir.name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
 
     for epoch in range(start_epoch, num_epochs + 1):
@@ -1072,9 +1152,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         # ---------------- rollout: the policy is called once per step for all envs ----------------
         for t in range(num_steps):
             obs_buf[t] = obs
-            with torch.inference_mode():  # a ~100 us/step cheaper sample than building a Normal
-                mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-                action = (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
+            action = sample_actions(actor, obs_rms, obs)
             act_buf[t] = action
             obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
             rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
@@ -1133,21 +1211,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         set_flat_params(actor, theta_new)
 
         # ---------------- 8. critics on their GAE returns ----------------
-        r_target = torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32)
-        c_target = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
-        critic_losses = []
-        for _ in range(args.critic_epochs):
-            perm = torch.randperm(batch_size)
-            for start in range(0, batch_size, args.critic_minibatch_size):
-                idx = perm[start:start + args.critic_minibatch_size]
-                r_loss = (reward_critic(b_obs[idx]).squeeze(-1) - r_target[idx]).pow(2).mean()
-                c_loss = (cost_critic(b_obs[idx]).squeeze(-1) - c_target[idx]).pow(2).mean()
-                if not torch.isfinite(r_loss + c_loss):
-                    raise SystemExit(f"error: non-finite critic loss at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
-                critic_opt.zero_grad()
-                (r_loss + c_loss).backward()
-                critic_opt.step()
-                critic_losses.append((r_loss.item(), c_loss.item()))
+        targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
+        try:
+            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                             args.critic_epochs, args.critic_minibatch_size)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
 
         obs_rms.update(obs_buf.reshape(-1, obs_dim))  # the next rollout acts with the batch included
 
@@ -1160,18 +1229,13 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
             "episodes": len(finished_ret),
             "cost_rate": total_cost / global_step,
-            "lambda_cost": lambda_cost, "pid_p": pid.p_ema, "pid_i": pid.integral, "pid_d": pid.derivative,
-            **diag,
-            "reward_value_loss": float(np.mean([l[0] for l in critic_losses])),
-            "cost_value_loss": float(np.mean([l[1] for l in critic_losses])),
+            "lambda_cost": lambda_cost, "pid_p": pid.p, "pid_i": pid.i, "pid_d": pid.d,
+            **diag, "fallback_fired": int(bool(diag["fallback"])),
+            "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss,
             "sps": int(batch_size / (now - epoch_start)),
             "time_elapsed": round(now - start_time, 2),
         }
-        if writer is None:
-            writer = csv.DictWriter(csv_file, fieldnames=list(row))
-            writer.writeheader()
-        writer.writerow(row)
-        csv_file.flush()
+        writer = log_epoch(row, csv_file, writer, args.track)
         if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
             # an episode under way cannot be saved: a resumed run starts it afresh (as the next episode)
             save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
@@ -1179,19 +1243,13 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                         episode=episode + (ep_len > 0), wandb_id=wandb_id)
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
-        if args.track:
-            wandb.log({f"charts/{k}": v for k, v in row.items() if k not in ("fallback", "qcqp_case")}
-                      | {"charts/fallback_fired": int(bool(diag["fallback"]))}, step=global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_ret {row['ep_ret']:8.2f} "
               f"ep_cost {row['ep_cost']:7.2f} | lam {lambda_cost:6.3f} lam2 {diag['lambda2_used']:7.3g} | "
               f"kl {diag['kl']:.5f} {diag['qcqp_case'][:6]} KLu {diag['kl_unsafe_before']:.3f}->{diag['kl_unsafe_after']:.3f} "
-              f"bt {diag['backtracks']:2d} {diag['fallback'] or '-'}", flush=True)
+              f"bt {diag['backtracks']:2d} {diag['fallback'] or '-'} | {clock(now - start_time)} "
+              f"~{clock((now - loop_start) / (epoch - start_epoch + 1) * (num_epochs - epoch))} left", flush=True)
         if stop.signum and epoch < num_epochs:
-            csv_file.close()
-            if args.track:
-                wandb.finish()
-            print(f"stopped after epoch {epoch}; continue with: python {Path(__file__).name} --resume {run_dir}", flush=True)
-            raise SystemExit(128 + stop.signum)
+            stop.exit(run_dir, csv_file, args.track)
 
     envs.close()  # also writes the video of an episode still being recorded
     if args.track and args.capture_video:  # its own key: this step's episodes may be logged already

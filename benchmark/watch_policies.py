@@ -31,7 +31,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch._dynamo  # noqa: E402,F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
+import torch._dynamo  # noqa: E402,F401  it always renders: load triton before MuJoCo (after MuJoCo's EGL it segfaults)
 import tyro  # noqa: E402
 
 try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
@@ -93,8 +93,15 @@ def load_policy(path):
 
 
 def check_renderer() -> None:
-    """Fail early with one line when no off-screen renderer works (see the training scripts'
-    copy: a child process renders one frame of a tiny MuJoCo model with MUJOCO_GL's renderer)."""
+    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
+    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
+    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
+    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
+    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
              "    import mujoco\n"
              "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
@@ -109,7 +116,7 @@ def check_renderer() -> None:
     except subprocess.TimeoutExpired:
         reason = "timed out"
     if reason is not None:
-        raise SystemExit(f"error: cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 

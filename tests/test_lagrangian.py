@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, load_script
+from conftest import ROOT, load_script, scripts_with
 
 BASELINES = ROOT / "baselines"
 ADAM_LAGRANGE = ["trpo_lag.py", "ppo_lag.py"]
@@ -72,8 +72,9 @@ def reference_pid(costs, d, kp, ki, kd, delay, alpha_p, alpha_d, cap):
     return rows
 
 
-def test_pid_first_update_matches_a_hand_worked_example():
-    m = script("cppo_pid.py")
+@pytest.mark.parametrize("path", scripts_with("PIDLagrangian"))  # cppo_pid.py and strpo.py
+def test_pid_first_update_matches_a_hand_worked_example(path):
+    m = load_script(path)
     pid = m.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=10, delta_p_ema_alpha=0.95,
                           delta_d_ema_alpha=0.95, cap=100.0)
     lam = pid.update(45.0)
@@ -83,8 +84,9 @@ def test_pid_first_update_matches_a_hand_worked_example():
 
 
 @pytest.mark.parametrize("delay,alpha_p,alpha_d", [(10, 0.95, 0.95), (3, 0.5, 0.8), (1, 0.0, 0.0)])
-def test_pid_terms_match_hand_computed_values_over_a_scripted_cost_sequence(delay, alpha_p, alpha_d):
-    m = script("cppo_pid.py")
+@pytest.mark.parametrize("path", scripts_with("PIDLagrangian"))
+def test_pid_terms_match_hand_computed_values_over_a_scripted_cost_sequence(path, delay, alpha_p, alpha_d):
+    m = load_script(path)
     # rises above the limit, overshoots, falls below it and rises again: every term gets exercised
     costs = [0.0, 10.0, 40.0, 80.0, 120.0, 150.0, 90.0, 60.0, 30.0, 20.0, 5.0, 0.0, 0.0, 10.0, 35.0,
              70.0, 70.0, 70.0, 30.0, 24.0, 26.0, 0.0, 200.0, 0.0, 25.0] + [5.0] * 15
@@ -102,12 +104,22 @@ def test_pid_terms_match_hand_computed_values_over_a_scripted_cost_sequence(dela
     assert saw_positive_d and saw_zero_d
 
 
-def test_pid_multiplier_is_capped_and_floored():
-    m = script("cppo_pid.py")
+@pytest.mark.parametrize("path", scripts_with("PIDLagrangian"))
+def test_pid_multiplier_is_capped_and_floored(path):
+    m = load_script(path)
     pid = m.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=10, delta_p_ema_alpha=0.95,
                           delta_d_ema_alpha=0.95, cap=100.0)
     values = [pid.update(1e5) for _ in range(30)]
-    assert max(values) == 100.0 and values[-1] == 100.0 and pid.i > 100.0  # the cap binds, I does not
+    assert max(values) == 100.0 and values[-1] == 100.0 and pid.i == 100.0  # the cap binds on lambda and on I
+    # anti-windup: 400 epochs at cost 80 (I would reach 220 uncapped), then the cost falls to 0
+    windup = m.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=10, delta_p_ema_alpha=0.95,
+                             delta_d_ema_alpha=0.95, cap=100.0)
+    for _ in range(400):
+        windup.update(80.0)
+    epochs_at_cap = 0
+    while windup.update(0.0) >= 100.0:
+        epochs_at_cap += 1
+    assert epochs_at_cap < 50, "an integral wound up to 220 would hold lambda at the cap for ~500 epochs"
     low = m.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=10, delta_p_ema_alpha=0.95,
                           delta_d_ema_alpha=0.95, cap=100.0)
     assert all(low.update(0.0) == 0.0 for _ in range(20))  # below the limit from the start: 0

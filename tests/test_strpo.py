@@ -345,21 +345,21 @@ def test_absolute_exclusion_target_is_inactive_far_from_pi_unsafe_and_active_nea
 
 
 def test_pid_multiplier_rises_over_the_limit_falls_under_it_and_cannot_wind_up():
-    pid = s.PIDLagrangian(kp=0.1, ki=0.01, kd=0.01, d_delay=10, ema=0.95, cap=100.0, cost_limit=25.0)
+    pid = s.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=10, delta_p_ema_alpha=0.95, delta_d_ema_alpha=0.95, cap=100.0)
     lams = [pid.update(80.0) for _ in range(40)]
     assert all(l >= 0 for l in lams) and lams[-1] > lams[0] > 0
     assert all(b >= a - 1e-12 for a, b in zip(lams, lams[1:])), "a steady violation must not lower lambda"
     falling = [pid.update(0.0) for _ in range(300)]
     assert falling[-1] < lams[-1] and falling[-1] == 0.0 and all(l >= 0 for l in falling)
     # hand-computed first steps from zero state
-    pid2 = s.PIDLagrangian(kp=0.1, ki=0.01, kd=0.01, d_delay=2, ema=0.95, cap=100.0, cost_limit=25.0)
+    pid2 = s.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=2, delta_p_ema_alpha=0.95, delta_d_ema_alpha=0.95, cap=100.0)
     l1 = pid2.update(45.0)  # e = 20: I = 0.2, P = 1.0, cost_ema = 2.25, D = 2.25 - 0
     assert l1 == pytest.approx(0.1 * 1.0 + 0.2 + 0.01 * 2.25)
     # wind-up: a huge violation saturates the integral at the cap, not beyond it
-    pid3 = s.PIDLagrangian(kp=0.1, ki=0.01, kd=0.01, d_delay=10, ema=0.95, cap=100.0, cost_limit=25.0)
+    pid3 = s.PIDLagrangian(25.0, kp=0.1, ki=0.01, kd=0.01, d_delay=10, delta_p_ema_alpha=0.95, delta_d_ema_alpha=0.95, cap=100.0)
     for _ in range(200):
         lam = pid3.update(1e6)
-        assert pid3.integral <= 100.0 and lam <= 100.0
+        assert pid3.i <= 100.0 and lam <= 100.0
     steps_to_recover = 0
     while pid3.update(0.0) >= 100.0:
         steps_to_recover += 1

@@ -128,7 +128,7 @@ def test_a_missing_renderer_fails_early_with_a_one_line_error(command):
     assert result.returncode == 1
     lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0].startswith("error: --") and "cannot render with MUJOCO_GL=osmesa" in lines[0]
+    assert lines[0].startswith("error: cannot record video with MUJOCO_GL=osmesa")
     assert "set MUJOCO_GL=egl" in lines[0]
 
 
