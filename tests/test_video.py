@@ -223,3 +223,17 @@ def test_watch_policies_rejects_mismatched_labels_with_one_line():
     ckpt = str(ROOT / "unsafe_policies" / "SafetyHopperVelocity-v1.pt")
     with pytest.raises(SystemExit, match="error: 2 --labels for 1 --checkpoints"):
         watch.main(watch.Args(checkpoints=(ckpt,), labels=("a", "b")))
+
+
+def test_recording_in_a_fresh_process_loads_triton_before_mujoco_and_does_not_crash(tmp_path):
+    """The scripts import torch._dynamo (triton) only when recording, inside check_renderer, before
+    MuJoCo: loaded after MuJoCo's EGL context exists, triton segfaults. A fresh process (this test
+    session has loaded triton already) records a short Hopper run end to end."""
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    result = subprocess.run([sys.executable, "strpo.py", "--env-id", "SafetyHopperVelocity-v1", "--num-envs", "1",
+                             "--steps-per-epoch", "1000", "--total-timesteps", "1000", "--capture-video",
+                             "--output-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    (run_dir,) = tmp_path.iterdir()
+    assert list((run_dir / "videos").glob("*.mp4"))
+    assert "import torch._dynamo" not in (ROOT / "strpo.py").read_text().split("def check_renderer")[0]
