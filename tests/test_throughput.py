@@ -31,7 +31,7 @@ def test_a_tiny_run_writes_csv_and_markdown_with_a_skipped_pair_and_measured_pai
         assert row["status"] == "ok", row
         for col in ("raw_sps", "train_sps", "ratio", "env_construct_s"):
             assert math.isfinite(float(row[col])) and float(row[col]) > 0
-        assert row["target"] == "0.5" and row["meets_target"] in ("yes", "no")
+        assert row["target"] == "0.6" and row["meets_target"] in ("yes", "no")
         assert row["nproc"] and row["torch_threads"] == "1" and row["python"] and row["torch"]
     if ("strpo.py", "SafetyCarCircle1-v0") in by_pair:
         skipped = by_pair[("strpo.py", "SafetyCarCircle1-v0")]
@@ -39,6 +39,14 @@ def test_a_tiny_run_writes_csv_and_markdown_with_a_skipped_pair_and_measured_pai
     md = md_path.read_text()
     assert "| strpo.py | SafetyHopperVelocity-v1 |" in md and "steps_N 800" in md and "nproc" in md
     assert "| ratio |" in capsys.readouterr().out
+
+
+def test_targets_by_script_family_and_task(throughput):
+    assert throughput.ratio_target("cpo.py", "SafetyHopperVelocity-v1") == 0.6
+    assert throughput.ratio_target("ppo_lag.py", "SafetyHopperVelocity-v1") == 0.4
+    assert throughput.ratio_target("focops.py", "SafetyCarCircle1-v0") == 0.85
+    assert len(throughput.Args().scripts) == 10 and set(throughput.Args().env_ids) == {
+        "SafetyHopperVelocity-v1", "SafetyCarCircle1-v0"}
 
 
 def test_profile_prints_the_top_functions_by_cumulative_time(throughput, tmp_path, capsys):
