@@ -48,12 +48,15 @@ import csv
 import difflib
 import json
 import math
+import multiprocessing
 import os
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -64,7 +67,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
+try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
+    import farama_notifications
+
+    farama_notifications.notifications.pop("gymnasium_robotics", None)
+except ImportError:
+    pass
+
 CHECKPOINT_FORMAT_VERSION = 1
+RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
+RESUME_FORMAT_VERSION = 1
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
@@ -92,6 +104,11 @@ class Args:
     (needs a renderer: MUJOCO_GL=egl when headless); with --track the videos are uploaded to wandb"""
     output_dir: str = "runs"
     """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
+    resume: Optional[str] = None
+    """continue the run in this folder (e.g. runs/{run_name}) from its last checkpoint, with the run's own saved
+    arguments (other flags are ignored): progress.csv is appended, wandb continues the same run"""
+    checkpoint_every: int = 1
+    """write the run folder's resume.pt every k epochs and at the last epoch (a write takes a few ms)"""
     save_to: Optional[str] = None
     """also write the final checkpoint to this path (e.g. unsafe_policies/{env_id}.pt)"""
     init_from: Optional[str] = None
@@ -168,7 +185,7 @@ def validate_args(args: Args) -> None:
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
     for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "num_quantiles", "cg_iters",
-                 "critic_epochs", "critic_minibatch_size"):
+                 "critic_epochs", "critic_minibatch_size", "checkpoint_every"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.steps_per_epoch < args.num_envs:
@@ -226,11 +243,29 @@ def is_navigation_task(env_id: str) -> bool:
 
 def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
     def thunk():
+        import gymnasium
         import safety_gymnasium
 
+        class SeedEachEpisode(gymnasium.Wrapper):
+            """Episode k of env idx starts from a seed drawn from (reset seed, k), so every episode's start
+            is a function of the run's seed: a resumed run restarts its envs at the episode numbers
+            it saved (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+
+            def reset(self, *, seed=None, options=None):
+                options = dict(options or {})
+                first_episodes = options.pop("episode", None)
+                if seed is not None:
+                    self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+                else:  # the vector env's autoreset: the next episode
+                    self.episode += 1
+                episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+                return self.env.reset(seed=episode_seed, options=options or None)
+
+        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not (capture_video and idx == 0):
-            return safety_gymnasium.make(env_id)
-        import gymnasium
+            return SeedEachEpisode(safety_gymnasium.make(env_id))
 
         # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
         # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
@@ -248,8 +283,8 @@ def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: 
 
         # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
         # travels through info and comes back unchanged)
-        return safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True))
+        return SeedEachEpisode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)))
 
     return thunk
 
@@ -435,7 +470,13 @@ def get_flat_params(module: nn.Module) -> torch.Tensor:
 
 
 def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
-    torch.nn.utils.vector_to_parameters(flat, module.parameters())
+    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
+    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
+    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
+    offset = 0
+    for p in module.parameters():
+        p.data = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
 
 
 def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
@@ -537,20 +578,128 @@ def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Opt
 
 
 # ----------------------------------------------------------------------------------------------
+# Resuming a run (--resume): the state at the end of an epoch, and clean stops
+# ----------------------------------------------------------------------------------------------
+def save_resume(run_dir: Path, modules: dict, **counters) -> None:
+    """Write run_dir/resume.pt atomically (a kill during the write leaves the previous one): the
+    state_dict of every stateful object (actor, critics, optimisers, normaliser, multiplier), the
+    RNG states and the loop's counters. A non-finite network is refused: a NaN never reaches disk."""
+    states = {name: module.state_dict() for name, module in modules.items()}
+    for name, module in modules.items():
+        if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
+            raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    path = run_dir / RESUME_FILE
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                **counters}, tmp)
+    os.replace(tmp, path)
+
+
+def load_resume(run_dir: str | Path) -> dict:
+    """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
+    path = Path(run_dir) / RESUME_FILE
+    if not path.is_file():
+        raise SystemExit(f"error: nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
+    if not isinstance(state, dict) or state.get("resume_format") != RESUME_FORMAT_VERSION:
+        raise SystemExit(f"error: {path} is not a resume checkpoint of this version of the repository; start the run again")
+    if state.get("script") != Path(__file__).name:
+        raise SystemExit(f"error: {path} belongs to a {state.get('script')} run; resume it with that script")
+    return state
+
+
+def restore_resume(state: dict, modules: dict) -> None:
+    """Load every stateful object and the RNG states that save_resume wrote."""
+    for name, module in modules.items():
+        module.load_state_dict(state["modules"][name])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+
+
+def resumed_args(cli: Args, state: dict) -> Args:
+    """The arguments the resumed run was started with; flags given with --resume that would change
+    them are ignored, with a warning (a run is one experiment)."""
+    try:
+        saved = Args(**{**state["args"], "resume": cli.resume})
+    except TypeError as exc:
+        raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
+    default = Args()
+    ignored = [f.name for f in fields(Args)
+               if getattr(cli, f.name) != getattr(default, f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+    if ignored:
+        print(f"warning: --resume continues with the run's saved arguments; ignored: "
+              f"{' '.join('--' + name.replace('_', '-') for name in ignored)}")
+    return saved
+
+
+def open_progress(path: Path, keep_rows: int):
+    """progress.csv, opened for this run's rows: a new run starts it; a resumed run keeps the rows of
+    the epochs its checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
+    if keep_rows == 0:
+        return open(path, "w", newline=""), None
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < keep_rows + 1:
+        raise SystemExit(f"error: {path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(rows[:keep_rows + 1])
+    os.replace(tmp, path)
+    csv_file = open(path, "a", newline="")
+    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0])
+
+
+class GracefulStop:
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit; a second signal
+    stops at once (the previous epoch's checkpoint stays). Async env workers ignore both signals."""
+
+    def __init__(self):
+        self.signum = 0
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)",
+              flush=True)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
-    """Train pi_unsafe; returns the run folder."""
+    """Train pi_unsafe, or continue a run with --resume; returns the run folder."""
+    resume = None
+    if args.resume:
+        resume = load_resume(args.resume)
+        args = resumed_args(args, resume)
+        if resume["finished"]:
+            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+            return Path(args.resume)
     validate_args(args)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = Path(args.output_dir) / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if resume:
+        run_dir = Path(args.resume)
+    else:
+        run_dir = Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
     if args.track:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args),
-                   name=run_name, save_code=True, dir=str(run_dir))
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
+                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
 
     # seeding
     random.seed(args.seed)
@@ -559,13 +708,26 @@ def main(args: Args) -> Path:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(TORCH_THREADS)
 
-    # envs (--capture-video: env 0 records into runs/{run_name}/videos/)
-    video_dir, logged_videos = run_dir / "videos", set()
-    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode, args.capture_video, video_dir)
+    # envs (--capture-video: env 0 records into runs/{run_name}/videos/); every exit closes them
+    envs = make_vector_env(args.env_id, args.num_envs, args.vector_mode, args.capture_video, run_dir / "videos")
+    envs.single_action_space.seed(args.seed)
+    stop = GracefulStop()
+    try:
+        train(args, run_dir, envs, resume, stop)
+    finally:
+        stop.restore()
+        envs.close()  # also writes the video of an episode still being recorded
+    return run_dir
+
+
+def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: GracefulStop) -> None:
+    """The training loop of main: from scratch, or from the resume checkpoint `resume`."""
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
     act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
-    envs.single_action_space.seed(args.seed)
+    video_dir, logged_videos = run_dir / "videos", set()
+    if args.track:
+        import wandb
 
     # agent
     obs_rms = RunningMeanStd((obs_dim,))
@@ -576,7 +738,7 @@ def main(args: Args) -> Path:
         critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=args.critic_lr, fused=True)  # fused: 20% faster on CPU
     start_step = 0
-    if args.init_from:  # warm start: a longer training split over several runs
+    if args.init_from and not resume:  # warm start: a longer training split over several runs
         init_actor, init_rms, init_meta = load_checkpoint(args.init_from, args.env_id, obs_dim, act_dim)
         if tuple(init_meta["hidden_sizes"]) != tuple(args.hidden_sizes):
             raise SystemExit(f"error: {args.init_from} has hidden sizes {init_meta['hidden_sizes']}, not --hidden-sizes {args.hidden_sizes}")
@@ -601,17 +763,28 @@ def main(args: Args) -> Path:
     term_buf = np.zeros((num_steps, args.num_envs), np.float64)
     end_buf = np.zeros((num_steps, args.num_envs), np.float64)
 
-    obs, _ = envs.reset(seed=args.seed)
+    # the loop's state; --resume restores it, and every object of `stateful`, from the last checkpoint
+    stateful = {"actor": actor, "critic": critic, "critic_opt": critic_opt, "obs_rms": obs_rms}
+    start_epoch, global_step, total_cost, elapsed = 1, start_step, 0.0, 0.0
+    episode = np.zeros(args.num_envs, np.int64)  # per env: the number of the running episode (SeedEachEpisode's k)
+    wandb_id = wandb.run.id if args.track else None
+    if resume:  # --init-from was read by the first start: its policy and step count are in the checkpoint
+        restore_resume(resume, stateful)
+        start_epoch, global_step, total_cost = resume["epoch"] + 1, resume["global_step"], resume["total_cost"]
+        start_step, elapsed, episode = resume["start_step"], resume["elapsed"], resume["episode"]
+        print(f"resuming {run_dir} at epoch {start_epoch}: episodes under way when it stopped are started afresh")
+        # a navigation task's first reset reads its accelerometer differently from every later reset with the
+        # same seed (measured on CarCircle1): one extra reset makes a restarted episode start as it did
+        envs.reset(seed=args.seed)
+    obs, _ = envs.reset(seed=args.seed, options={"episode": episode.tolist()})
     ep_ret = np.zeros(args.num_envs)
     ep_cost = np.zeros(args.num_envs)
     ep_len = np.zeros(args.num_envs, np.int64)
-    global_step, total_cost = start_step, 0.0
-    progress_path = run_dir / "progress.csv"
-    csv_file, writer = open(progress_path, "w", newline=""), None
-    start_time = time.time()
-    print(f"run {run_name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}, critic={args.critic}")
+    csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
+    start_time = time.time() - elapsed
+    print(f"run {run_dir.name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}, critic={args.critic}")
 
-    for epoch in range(1, num_epochs + 1):
+    for epoch in range(start_epoch, num_epochs + 1):
         epoch_start = time.time()
         finished_ret, finished_cost, finished_len = [], [], []
         # ---------------- rollout: the policy is called once per step for all envs ----------------
@@ -634,6 +807,7 @@ def main(args: Args) -> Path:
                     next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
                     finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
                 ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+                episode += done  # the autoreset started each done env's next episode
         global_step += batch_size
         total_cost += float(cost_buf.sum())
 
@@ -702,6 +876,11 @@ def main(args: Args) -> Path:
             writer.writeheader()
         writer.writerow(row)
         csv_file.flush()
+        if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
+            # an episode under way cannot be saved: a resumed run starts it afresh (as the next episode)
+            save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
+                        global_step=global_step, start_step=start_step, total_cost=total_cost, elapsed=now - start_time,
+                        episode=episode + (ep_len > 0), wandb_id=wandb_id)
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
         if args.track:
@@ -709,6 +888,12 @@ def main(args: Args) -> Path:
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
               f"ep_ret {row['ep_ret']:8.2f} | cvar {row['cvar_estimate']:7.3f} | kl {diag['kl']:.5f} "
               f"bt {diag['backtracks']:2d}", flush=True)
+        if stop.signum and epoch < num_epochs:
+            csv_file.close()
+            if args.track:
+                wandb.finish()
+            print(f"stopped after epoch {epoch}; continue with: python {Path(__file__).name} --resume {run_dir}", flush=True)
+            raise SystemExit(128 + stop.signum)
 
     envs.close()  # also writes the video of an episode still being recorded
     if args.track and args.capture_video:  # its own key: this step's episodes may be logged already
@@ -723,7 +908,6 @@ def main(args: Args) -> Path:
     print(f"saved {ckpt_path}")
     if args.track:
         wandb.finish()
-    return run_dir
 
 
 if __name__ == "__main__":
