@@ -1052,9 +1052,9 @@ def main(args: Args) -> Path:
     if args.resume:
         resume = load_resume(args.resume)
         args = resumed_args(args, resume)
-        if resume["finished"]:
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
             print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)
+            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
     validate_args(args)
     if not args.no_exclusion:
         check_unsafe_policy_exists(args)

@@ -11,6 +11,7 @@ resumed epoch on its data differ from the uninterrupted run's (README, "Stopping
 import csv
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,21 @@ def test_resuming_a_finished_run_says_so_and_exits_0(script, uninterrupted):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "finished" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", PARAMS)
+def test_a_run_killed_between_its_last_epoch_and_its_final_checkpoint_gets_it_on_resume(script, uninterrupted, tmp_path):
+    run_dir = tmp_path / uninterrupted(script).name
+    shutil.copytree(uninterrupted(script), run_dir)
+    final = final_checkpoint(run_dir)
+    final.unlink()
+    result = run(script, "--resume", str(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    m = load_script(script)
+    written, _, _ = m.load_checkpoint(final)
+    expected, _, _ = m.load_checkpoint(final_checkpoint(uninterrupted(script)))
+    assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), expected.state_dict().values()))
+    assert epochs_in_progress(run_dir) == list(range(1, EPOCHS + 1))
 
 
 @pytest.mark.parametrize("script", PARAMS)
