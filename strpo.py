@@ -570,6 +570,8 @@ class PIDLagrangian:
         return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(vars(self)):
+            raise ValueError(f"PIDLagrangian state has keys {sorted(state)}, expected {sorted(vars(self))}")
         vars(self).update(state)
 
     def update(self, ep_cost: float) -> float:
@@ -946,9 +948,14 @@ def load_resume(run_dir: str | Path) -> dict:
 
 
 def restore_resume(state: dict, modules: dict) -> None:
-    """Load every stateful object and the RNG states that save_resume wrote."""
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
+    """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
+    (written by another version of the script) is a one-line error."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
     random.setstate(state["rng"]["python"])
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -984,7 +991,7 @@ def open_progress(path: Path, keep_rows: int):
         csv.writer(f).writerows(rows[:keep_rows + 1])
     os.replace(tmp, path)
     csv_file = open(path, "a", newline="")
-    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0])
+    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore")  # keeps the run's columns
 
 
 class GracefulStop:
