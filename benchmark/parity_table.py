@@ -9,6 +9,7 @@ episode (NaN) are skipped in the means.
 
     python benchmark/parity_table.py
     python benchmark/parity_table.py --ours docs/runs/parity-hopper-450k --omnisafe ../shared/peer-runs/omnisafe-hopper-450k
+    python benchmark/parity_table.py --variants docs/runs/parity-hopper-450k/cpo-variants   # single-seed CPO variants
 """
 from __future__ import annotations
 
@@ -43,13 +44,34 @@ def summarise(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
             "final_ret": mean_std(final_ret), "final_cost": mean_std(final_cost), "mean_cost": mean_std(mean_cost), "per_seed": list(zip(final_ret, final_cost))}
 
 
+def variants_table(folder: Path) -> None:
+    """One row per single-seed variant run under `folder` (docs/runs/parity-hopper-450k/cpo-variants/)."""
+    print("| run | epochs | final reward | final cost | mean cost | final ep. length | cases over all epochs |")
+    print("|---|---|---|---|---|---|---|")
+    for path in sorted(folder.glob("*/progress.csv")):
+        rows = list(csv.DictReader(open(path)))
+        ret, cost = read_columns(path, "ep_ret", "ep_cost")
+        length, _ = read_columns(path, "ep_len", "ep_len")
+        cases = {}
+        for r in rows:
+            cases[r.get("cpo_case", "")] = cases.get(r.get("cpo_case", ""), 0) + 1
+        print(f"| {path.parent.name} | {len(rows)} | {np.nanmean(ret[-LAST:]):.0f} | {np.nanmean(cost[-LAST:]):.1f} | "
+              f"{np.nanmean(cost):.1f} | {np.nanmean(length[-LAST:]):.0f} | "
+              f"{', '.join(f'{k}: {v}' for k, v in sorted(cases.items()))} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ours", type=Path, default=ROOT / "docs" / "runs" / "parity-hopper-450k")
     parser.add_argument("--omnisafe", type=Path, default=ROOT.parent / "shared" / "peer-runs" / "omnisafe-hopper-450k")
     parser.add_argument("--env-id", default="SafetyHopperVelocity-v1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", type=Path, default=None,
+                        help="instead: one row per run folder under this folder (e.g. the cpo-variants records)")
     args = parser.parse_args()
+    if args.variants is not None:
+        variants_table(args.variants)
+        return
 
     print("| algorithm | implementation | seeds | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |")
     print("|---|---|---|---|---|---|---|")
