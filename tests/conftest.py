@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted([p for p in [ROOT / "strpo.py", ROOT / "unsafe_cvar_trpo.py"] if p.exists()]
                  + sorted((ROOT / "baselines").glob("*.py")))
 SCRIPTS = [p for p in SCRIPTS if p.name != "__init__.py"]
+HELPER_FILES = [*SCRIPTS, ROOT / "robustness_attack.py"]  # every file whose helper copies the property tests check
 _cache = {}
 
 
@@ -32,9 +33,9 @@ def load_script(path: Path):
 
 
 def scripts_with(*names: str) -> list:
-    """pytest params: every training script whose source defines all of `names`."""
+    """pytest params: every training script (and robustness_attack.py) whose source defines all of `names`."""
     found = []
-    for path in SCRIPTS:
+    for path in HELPER_FILES:
         src = path.read_text()
         if all(f"def {n}(" in src or f"class {n}(" in src or f"class {n}:" in src for n in names):
             found.append(pytest.param(path, id=str(path.relative_to(ROOT))))

@@ -203,3 +203,23 @@ def test_help_documents_every_flag(path):
     for name, doc in docs.items():
         assert "--" + name.replace("_", "-") in help_text, name
         assert " ".join(doc.split())[:30] in help_text, (name, doc)
+
+
+@pytest.mark.parametrize("path", scripts_with("load_checkpoint"))
+def test_every_copy_of_load_checkpoint_reads_strpos_checkpoints_and_rejects_bad_ones(path, tmp_path):
+    """robustness_attack.py (which only loads) included: a checkpoint saved by strpo.py acts the same
+    after loading, and bad files are one-line errors."""
+    saver, m = load_script(ROOT / "strpo.py"), load_script(path)
+    actor, rms = _trained_looking_actor(saver)
+    good = tmp_path / "good.pt"
+    saver.save_checkpoint(good, actor, rms, "SafetyHopperVelocity-v1", "strpo", saver.Args(), 7)
+    loaded, loaded_rms, meta = m.load_checkpoint(good, env_id="SafetyHopperVelocity-v1", obs_dim=6, act_dim=2)
+    obs = torch.as_tensor(np.random.default_rng(5).normal(1.0, 2.0, size=(50, 6)), dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.equal(actor(rms.normalize(obs))[0], loaded(loaded_rms.normalize(obs))[0])
+    assert meta["global_step"] == 7
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for bad, kw in ((tmp_path / "missing.pt", {}), (tmp_path / "junk.pt", {}), (good, {"obs_dim": 7, "act_dim": 2})):
+        with pytest.raises(SystemExit) as exc:
+            m.load_checkpoint(bad, **kw)
+        assert str(exc.value).startswith("error:") and "\n" not in str(exc.value)
