@@ -180,3 +180,24 @@ def test_strpo_runs_from_any_folder_with_the_shipped_pi_unsafe(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Adroit" not in result.stdout + result.stderr
     assert final_checkpoint(only_run_dir(tmp_path / "runs")).is_file()
+
+
+def test_with_track_the_resumed_run_continues_the_same_wandb_run(tmp_path):
+    """WANDB_MODE=offline (conftest): the killed run and its resumption log under one wandb run id."""
+    script = ROOT / "strpo.py"
+    flags = ["--env-id", "SafetyHopperVelocity-v1", "--num-envs", "1", "--steps-per-epoch", "1000",
+             "--total-timesteps", "3000", "--track", "--output-dir", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, str(script), *flags], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "offline"})
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not any(tmp_path.glob("*/resume.pt")):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    run_dir = only_run_dir(tmp_path)
+    result = subprocess.run([sys.executable, str(script), "--resume", str(run_dir)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids = {p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2 and len(ids) == 1, ids
+    assert epochs_in_progress(run_dir) == [1, 2, 3]
