@@ -162,12 +162,19 @@ def test_sigint_to_the_process_group_finishes_the_epoch_and_exits_cleanly(tmp_pa
     assert final_checkpoint(run_dir).is_file()
 
 
-def test_a_bad_pi_unsafe_file_is_one_error_line_and_the_async_envs_close(tmp_path):
-    """The bad file is found after the async envs exist: they must be closed on the way out (a vector
-    env left to the interpreter's teardown prints a traceback)."""
-    result = run(ROOT / "strpo.py", "--env-id", "SafetyCarCircle1-v0", "--num-envs", "2", "--vector-mode", "async",
-                 "--unsafe-policy-path", str(ROOT / "README.md"), "--output-dir", str(tmp_path))
-    assert_one_error_line(result)
+@pytest.mark.parametrize("command", [
+    ["strpo.py", "--unsafe-policy-path", "README.md"],
+    ["unsafe_cvar_trpo.py", "--init-from", "README.md"],
+    ["robustness_attack.py", "--checkpoints", "README.md"],
+], ids=["strpo-pi-unsafe", "unsafe-init-from", "robustness-checkpoint"])
+def test_a_bad_checkpoint_file_is_one_error_line_and_the_async_envs_close(command, tmp_path):
+    """A file that is not a checkpoint, given where a checkpoint is read. strpo.py finds it after its
+    async envs exist: they must be closed on the way out (a vector env left to the interpreter's
+    teardown prints a traceback)."""
+    script, *flags = command
+    extra = [] if script == "robustness_attack.py" else ["--env-id", "SafetyCarCircle1-v0", "--num-envs", "2",
+                                                         "--vector-mode", "async", "--output-dir", str(tmp_path)]
+    assert_one_error_line(run(ROOT / script, *flags, *extra))
 
 
 def test_strpo_runs_from_any_folder_with_the_shipped_pi_unsafe(tmp_path):
