@@ -6,7 +6,7 @@ lambda is an integral-only controller, so the cost overshoots and oscillates aro
 adding proportional and derivative terms damps it. Once per epoch, with J_c the mean cost of the
 episodes that finished this epoch (none finished: lambda is kept) and delta = J_c - d:
 
-    I      <- max(0, I + K_I * delta)                        (integral, kept non-negative)
+    I      <- clip(I + K_I * delta, 0, cap)                  (integral, kept in [0, cap])
     P       = EMA_alpha_p(delta)                             (smoothed proportional error)
     D       = max(0, EMA_alpha_d(J_c) - EMA_alpha_d(J_c) `pid_d_delay` epochs ago)
     lambda  = min(cap, max(0, K_P * P + I + K_D * D))
@@ -16,7 +16,10 @@ against the smoothed cost `pid_d_delay` epochs back, not the previous epoch, so 
 noise does not drive it. Both EMAs start at 0 and the delay line holds 0 until it fills, exactly as
 in the authors' rlpyt code (rlpyt/projects/safe/cppo_pid.py) and OmniSafe's `PIDLagrangian`
 (omnisafe/common/pid_lagrange.py). The integral starts at 0 here; OmniSafe starts it at
-lagrangian_multiplier_init = 0.001, rlpyt at penalty_init (1.0 by default).
+lagrangian_multiplier_init = 0.001, rlpyt at penalty_init (1.0 by default). One difference from
+Stooke et al. and OmniSafe, which only floor the integral at 0: it is also capped at the multiplier's
+cap (anti-windup), so that after a long violation lambda comes down within epochs once the cost
+falls, not after as many epochs as it rose (`PIDLagrangian` is the same class as strpo.py's).
 
 The policy step is PPO-Lag's: reward and cost GAE with separate critics, the reward advantage
 standardised and the cost advantage centred (OmniSafe's buffer, omnisafe/common/buffer/
@@ -37,18 +40,16 @@ Defaults and where they come from:
 - multiplier cap 100: the value of penalty_max in rlpyt and in OmniSafe's config, but both apply
   it only when neither sum_norm nor diff_norm is set ("only used if sum_norm=diff_norm=False",
   rlpyt), and both run with sum_norm, the (1 + lambda) normalisation used here, so their lambda is
-  in fact uncapped. This file applies the cap; it binds only if the integral alone reaches 100,
-  i.e. after 10,000 units of accumulated episode cost above the limit at K_I 0.01.
+  in fact uncapped. This file applies the cap to lambda and to the integral; it binds only if the
+  integral alone reaches 100, i.e. after 10,000 units of accumulated episode cost above the limit
+  at K_I 0.01.
 - policy lr 3e-4, clip 0.2, target KL 0.02 with early stop, up to 40 passes, gradient-norm clip
   40: OmniSafe's CPPOPID config (which also decays the actor's lr linearly to 0; this file keeps it
   constant). Policy minibatches of 512 samples instead of 64: the KL early stop, not
   the number of Adam steps, bounds the update, and 64-sample minibatches are where the reference
   implementations spend their CPU time.
 - gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25: OmniSafe / SafePO.
-  Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (OmniSafe's CPPOPID config trains them at lr 3e-4 with 64-sample minibatches;
-  SafePO uses lr 1e-3 with 64-sample minibatches): measured (benchmark/critic_minibatch.py,
-  benchmark/results/critic_minibatch.md) to reach 0.98-1.17x the lr-1e-3, 64-sample reference's
-  held-out value loss in about 0.4-0.5x its time (progress.csv logs both value losses).
+- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
 - 15,000 steps per epoch, 1M steps: the paper's protocol (sTRPO section 5.2), same budget as sTRPO.
 
 Usage:
@@ -78,7 +79,6 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import tyro
 
@@ -143,7 +143,7 @@ class Args:
     pid_kp: float = 0.1
     """proportional gain K_P on the smoothed constraint violation (Stooke et al. 2020)"""
     pid_ki: float = 0.01
-    """integral gain K_I: I <- max(0, I + K_I * (J_c - d))"""
+    """integral gain K_I: I <- clip(I + K_I * (J_c - d), 0, cap)"""
     pid_kd: float = 0.01
     """derivative gain K_D on the rise of the smoothed episode cost"""
     pid_d_delay: int = 10
@@ -153,7 +153,7 @@ class Args:
     pid_delta_d_ema_alpha: float = 0.95
     """EMA smoothing of the episode cost used by the derivative term (0 = no smoothing)"""
     lagrangian_multiplier_cap: float = 100.0
-    """upper bound of the multiplier lambda"""
+    """upper bound of the multiplier lambda and of its integral term (anti-windup)"""
     gamma: float = 0.99
     """discount factor (reward and cost)"""
     gae_lambda: float = 0.95
@@ -218,11 +218,13 @@ def validate_args(args: Args) -> None:
 
 
 def check_renderer() -> None:
-    """--capture-video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
     first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
     envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
     process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording."""
+    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
+    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
@@ -239,7 +241,7 @@ def check_renderer() -> None:
     except subprocess.TimeoutExpired:
         reason = "timed out"
     if reason is not None:
-        raise SystemExit(f"error: --capture-video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 
@@ -391,11 +393,25 @@ class Actor(nn.Module):
         return torch.distributions.Normal(mean, log_std.exp())
 
 
+def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
+    with torch.inference_mode():
+        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
+
+
 # ----------------------------------------------------------------------------------------------
 # PID Lagrange multiplier (Stooke et al. 2020, Algorithm 2) and the Lagrangian advantage
 # ----------------------------------------------------------------------------------------------
 class PIDLagrangian:
-    """lambda = min(cap, max(0, K_P * P + I + K_D * D)) from the episode cost, one update per epoch.
+    """The PID Lagrange multiplier of Stooke, Achiam, Abbeel (2020, algorithm 2), updated once per epoch
+    from the epoch's mean episode cost J_c, with error e = J_c - d:
+        I <- clip(I + K_I e, 0, cap);   P <- EMA(e);   D = max(0, EMA(J_c) - EMA(J_c) `d_delay` updates ago)
+        lambda = min(cap, max(0, K_P P + I + K_D D))
+    Details as OmniSafe's PIDLagrangian (common/pid_lagrange.py): P and D smoothed by EMAs with factors of
+    their own, only a rising cost feeds D, the output capped. One difference: the integral is also kept
+    below the cap (anti-windup; Stooke et al. and OmniSafe only floor it at 0), so that after a long
+    violation lambda comes down within epochs once the cost falls, not after as many epochs as it rose.
     The terms of the last update are kept in `p`, `i`, `d` for logging."""
 
     def __init__(self, cost_limit: float, kp: float, ki: float, kd: float, d_delay: int,
@@ -403,7 +419,7 @@ class PIDLagrangian:
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
         self.delta_p_ema_alpha, self.delta_d_ema_alpha, self.cap = delta_p_ema_alpha, delta_d_ema_alpha, cap
         self.p = 0.0  # EMA of delta = J_c - d
-        self.i = 0.0  # integral of K_I * delta, kept >= 0 (anti-windup)
+        self.i = 0.0  # integral of K_I * delta, kept in [0, cap] (anti-windup)
         self.d = 0.0  # max(0, rise of the smoothed cost over d_delay epochs)
         self.cost_ema = 0.0
         # smoothed costs of the last d_delay updates; the oldest one is the derivative's reference
@@ -414,6 +430,8 @@ class PIDLagrangian:
         return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(vars(self)):
+            raise ValueError(f"PIDLagrangian state has keys {sorted(state)}, expected {sorted(vars(self))}")
         vars(self).update(state)
 
     def update(self, ep_cost: float) -> float:
@@ -421,7 +439,7 @@ class PIDLagrangian:
         if not math.isfinite(ep_cost):
             raise FloatingPointError(f"non-finite episode cost {ep_cost} for the multiplier")
         delta = ep_cost - self.cost_limit
-        self.i = max(0.0, self.i + self.ki * delta)
+        self.i = min(self.cap, max(0.0, self.i + self.ki * delta))
         self.p = self.delta_p_ema_alpha * self.p + (1.0 - self.delta_p_ema_alpha) * delta
         self.cost_ema = self.delta_d_ema_alpha * self.cost_ema + (1.0 - self.delta_d_ema_alpha) * ep_cost
         self.d = max(0.0, self.cost_ema - self.cost_ema_history[0])
@@ -479,35 +497,39 @@ def ppo_clip_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, adv: torch.Ten
 
 
 def ppo_update(actor: Actor, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, actions: torch.Tensor,
-               adv: torch.Tensor, args: Args) -> dict:
-    """PPO-clip passes over the batch with a KL early stop; returns the diagnostics."""
+               adv: torch.Tensor, *, clip_coef: float, target_kl: float, update_epochs: int, minibatch_size: int,
+               max_grad_norm: float) -> dict:
+    """PPO-clip passes over the batch with a KL early stop; returns the diagnostics. Up to `update_epochs`
+    passes of `minibatch_size`-sample minibatches, each an Adam step on the clipped objective with clip
+    range eps = clip_coef and the gradient norm clipped to max_grad_norm; stops once the mean
+    KL(pi_k || pi_theta) on the whole batch exceeds target_kl."""
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
         old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
     batch_size = norm_obs.shape[0]
     kl, passes, early_stop = 0.0, 0, 0
-    for passes in range(1, args.update_epochs + 1):
+    for passes in range(1, update_epochs + 1):
         perm, losses, clipped = torch.randperm(batch_size), [], []
-        for start in range(0, batch_size, args.policy_minibatch_size):
-            idx = perm[start:start + args.policy_minibatch_size]
+        for start in range(0, batch_size, minibatch_size):
+            idx = perm[start:start + minibatch_size]
             logp = actor.distribution(norm_obs[idx]).log_prob(actions[idx]).sum(-1)
-            loss = ppo_clip_loss(logp, old_logp[idx], adv[idx], args.clip_coef)
+            loss = ppo_clip_loss(logp, old_logp[idx], adv[idx], clip_coef)
             if not torch.isfinite(loss):
                 raise FloatingPointError("non-finite PPO loss")
             optimizer.zero_grad()
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+            grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), max_grad_norm)
             if not torch.isfinite(grad_norm):
                 raise FloatingPointError("non-finite policy gradient")
             optimizer.step()
             losses.append(loss.item())
             with torch.no_grad():
-                clipped.append(((logp - old_logp[idx]).exp().sub(1.0).abs() > args.clip_coef).float().mean().item())
+                clipped.append(((logp - old_logp[idx]).exp().sub(1.0).abs() > clip_coef).float().mean().item())
         with torch.no_grad():
             kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
         if not math.isfinite(kl):
             raise FloatingPointError("non-finite KL after a policy pass")
-        if kl > args.target_kl:  # OmniSafe's kl_early_stop: checked on the whole batch after each pass
+        if kl > target_kl:  # OmniSafe's kl_early_stop: checked on the whole batch after each pass
             early_stop = 1
             break
     return {"kl": kl, "policy_epochs": passes, "early_stopped": early_stop,
@@ -600,9 +622,14 @@ def load_resume(run_dir: str | Path) -> dict:
 
 
 def restore_resume(state: dict, modules: dict) -> None:
-    """Load every stateful object and the RNG states that save_resume wrote."""
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
+    """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
+    (written by another version of the script) is a one-line error."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
     random.setstate(state["rng"]["python"])
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -638,7 +665,7 @@ def open_progress(path: Path, keep_rows: int):
         csv.writer(f).writerows(rows[:keep_rows + 1])
     os.replace(tmp, path)
     csv_file = open(path, "a", newline="")
-    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0])
+    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore")  # keeps the run's columns
 
 
 class GracefulStop:
@@ -662,26 +689,66 @@ class GracefulStop:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
+    def exit(self, run_dir: Path, csv_file, track: bool) -> None:
+        """End the run after the epoch's checkpoint, saying how to continue it."""
+        csv_file.close()
+        if track:
+            import wandb
+
+            wandb.finish()
+        print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
+        raise SystemExit(128 + self.signum)
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------
+def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
+    """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
+    wandb's charts/ at step global_step; returns the csv writer."""
+    if writer is None:
+        writer = csv.DictWriter(csv_file, fieldnames=list(row))
+        writer.writeheader()
+    writer.writerow(row)
+    csv_file.flush()
+    if track:
+        import wandb
+
+        wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
+    return writer
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss"""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
 
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def train_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, targets: torch.Tensor,
-                 args: Args, name: str) -> float:
-    """Regress V(s) on its GAE returns; returns the mean loss of the last pass."""
-    batch_size = norm_obs.shape[0]
-    for _ in range(args.critic_epochs):
-        perm, losses = torch.randperm(batch_size), []
-        for start in range(0, batch_size, args.critic_minibatch_size):
-            idx = perm[start:start + args.critic_minibatch_size]
-            loss = (critic(norm_obs[idx]).squeeze(-1) - targets[idx]).pow(2).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite {name} critic loss")
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
             optimizer.zero_grad()
-            loss.backward()
+            losses.sum().backward()
             optimizer.step()
-            losses.append(loss.item())
-    return float(np.mean(losses))
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
 
 
 def main(args: Args) -> Path:
@@ -690,9 +757,9 @@ def main(args: Args) -> Path:
     if args.resume:
         resume = load_resume(args.resume)
         args = resumed_args(args, resume)
-        if resume["finished"]:
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
             print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)
+            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
     validate_args(args)
     if resume:
         run_dir = Path(args.resume)
@@ -740,8 +807,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     reward_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
     cost_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
     actor_opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
-    reward_critic_opt = torch.optim.Adam(reward_critic.parameters(), lr=args.critic_lr)
-    cost_critic_opt = torch.optim.Adam(cost_critic.parameters(), lr=args.critic_lr)
+    critic_opt = torch.optim.Adam([*reward_critic.parameters(), *cost_critic.parameters()], lr=args.critic_lr, fused=True)  # fused: 20% faster on CPU
     pid = PIDLagrangian(args.cost_limit, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_d_delay,
                         args.pid_delta_p_ema_alpha, args.pid_delta_d_ema_alpha, args.lagrangian_multiplier_cap)
 
@@ -759,7 +825,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
     # the loop's state; --resume restores it, and every object of `stateful`, from the last checkpoint
     stateful = {"actor": actor, "reward_critic": reward_critic, "cost_critic": cost_critic, "actor_opt": actor_opt,
-                "reward_critic_opt": reward_critic_opt, "cost_critic_opt": cost_critic_opt, "obs_rms": obs_rms, "pid": pid}
+                "critic_opt": critic_opt, "obs_rms": obs_rms, "pid": pid}
     start_epoch, global_step, total_cost, elapsed = 1, 0, 0.0, 0.0
     episode = np.zeros(args.num_envs, np.int64)  # per env: the number of the running episode (SeedEachEpisode's k)
     wandb_id = wandb.run.id if args.track else None
@@ -776,7 +842,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     ep_cost = np.zeros(args.num_envs)
     ep_len = np.zeros(args.num_envs, np.int64)
     csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
-    start_time = time.time() - elapsed
+    loop_start = time.time()
+    start_time = loop_start - elapsed  # the run's clock, across resumes
     print(f"run {run_dir.name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
 
     for epoch in range(start_epoch, num_epochs + 1):
@@ -785,9 +852,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         # ---------------- rollout: the policy is called once per step for all envs ----------------
         for t in range(num_steps):
             obs_buf[t] = obs
-            with torch.no_grad():
-                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-                action = dist.sample().numpy()
+            action = sample_actions(actor, obs_rms, obs)
             act_buf[t] = action
             obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
             rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
@@ -830,15 +895,21 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                                          torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32),
                                          lagrange_multiplier)
 
-        # ---------------- policy: PPO-clip on the Lagrangian advantage; then critics ----------------
+        # ---------------- policy: PPO-clip on the Lagrangian advantage ----------------
         try:
-            diag = ppo_update(actor, actor_opt, b_obs, b_act, joint_adv, args)
-            reward_value_loss = train_critic(reward_critic, reward_critic_opt, b_obs,
-                                             torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args, "reward")
-            cost_value_loss = train_critic(cost_critic, cost_critic_opt, b_obs,
-                                           torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32), args, "cost")
+            diag = ppo_update(actor, actor_opt, b_obs, b_act, joint_adv, clip_coef=args.clip_coef, target_kl=args.target_kl,
+                              update_epochs=args.update_epochs, minibatch_size=args.policy_minibatch_size,
+                              max_grad_norm=args.max_grad_norm)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --policy-lr or another --seed")
+
+        # ---------------- critics on their GAE returns ----------------
+        targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
+        try:
+            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                             args.critic_epochs, args.critic_minibatch_size)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
 
         # ---------------- logging ----------------
         now = time.time()
@@ -857,11 +928,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             "sps": int(batch_size / (now - epoch_start)),
             "time_elapsed": round(now - start_time, 2),
         }
-        if writer is None:
-            writer = csv.DictWriter(csv_file, fieldnames=list(row))
-            writer.writeheader()
-        writer.writerow(row)
-        csv_file.flush()
+        writer = log_epoch(row, csv_file, writer, args.track)
         if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
             # an episode under way cannot be saved: a resumed run starts it afresh (as the next episode)
             save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
@@ -869,17 +936,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                         episode=episode + (ep_len > 0), wandb_id=wandb_id)
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
-        if args.track:
-            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
               f"ep_ret {row['ep_ret']:8.2f} | lambda {lagrange_multiplier:.4f} | kl {diag['kl']:.5f} "
-              f"passes {diag['policy_epochs']:2d}", flush=True)
+              f"passes {diag['policy_epochs']:2d} | {clock(now - start_time)} "
+              f"~{clock((now - loop_start) / (epoch - start_epoch + 1) * (num_epochs - epoch))} left", flush=True)
         if stop.signum and epoch < num_epochs:
-            csv_file.close()
-            if args.track:
-                wandb.finish()
-            print(f"stopped after epoch {epoch}; continue with: python {Path(__file__).name} --resume {run_dir}", flush=True)
-            raise SystemExit(128 + stop.signum)
+            stop.exit(run_dir, csv_file, args.track)
 
     envs.close()  # also writes the video of an episode still being recorded
     if args.track and args.capture_video:  # its own key: this step's episodes may be logged already
