@@ -31,11 +31,9 @@ Choices this file makes where the paper is silent (see SPEC.md sections 3-4):
   velocity costs are sparse for a fresh policy (a random Ant crosses its speed limit about once
   per episode), so a cost-only signal barely moves it; the task reward drives the agent to run,
   and running fast is what the cost counts. The shipped Ant pi_unsafe uses it (unsafe_policies/README.md).
-- Critics use Adam lr 3e-3, 20 passes of 512-sample minibatches instead of OmniSafe/SafePO's lr 1e-3
-  with 64-sample minibatches: measured (benchmark/critic_minibatch.py,
-  benchmark/results/critic_minibatch.md) to reach 0.98-1.17x the reference's held-out value loss in
-  about 0.4-0.5x its time. The quantile critic uses the same optimiser setting; that measurement
-  used the mean critics.
+- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
+  The quantile critic uses the same setting and loop (fit_quantile_critics: fit_critics with the
+  quantile-Huber loss instead of the MSE); the measurement behind it used mean critics.
 
 Usage:
     python unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0
@@ -62,7 +60,6 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
@@ -201,11 +198,13 @@ def validate_args(args: Args) -> None:
 
 
 def check_renderer() -> None:
-    """--capture-video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
     first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
     envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
     process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording."""
+    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
+    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
@@ -222,7 +221,7 @@ def check_renderer() -> None:
     except subprocess.TimeoutExpired:
         reason = "timed out"
     if reason is not None:
-        raise SystemExit(f"error: --capture-video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 
@@ -479,9 +478,14 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
-def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
+def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, *, delta: float,
+              cg_iters: int = 15, cg_damping: float = 0.1, fisher_subsample: int = 4, backtrack_iters: int = 15,
+              backtrack_coeff: float = 0.8) -> dict:
     """One TRPO update of eq. (3) in place; returns its diagnostics. The actor is left unchanged
-    when no backtracking step is acceptable."""
+    when no backtracking step is acceptable. delta: the KL radius of eq. (3) (quadratic model and
+    measured-KL line search); H = the Fisher matrix, damped by cg_damping, on every
+    fisher_subsample-th state; x = H^-1 g by cg_iters conjugate-gradient iterations; backtracking
+    over backtrack_coeff^j, j < backtrack_iters."""
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
         old_dist = torch.distributions.Normal(old_mean, old_log_std.exp())
@@ -496,11 +500,12 @@ def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: 
     g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
     if not torch.isfinite(g).all():
         raise FloatingPointError("non-finite policy gradient")
-    fisher_obs = norm_obs[::args.fisher_subsample]  # H is a mean over states: a subsample estimates it
+    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
     x, cg_residual = conjugate_gradient(
-        lambda v: fisher_vector_product(actor, fisher_obs, v, args.cg_damping), g, args.cg_iters)
-    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, args.cg_damping))
-    step_size = torch.sqrt(2 * args.target_kl / (xHx + 1e-12))
+        lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping), g, cg_iters)
+    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, cg_damping))
+    # the quadratic model of the KL, 0.5 * s^T H s, equals delta for s = sqrt(2 delta / x^T H x) x
+    step_size = torch.sqrt(2 * delta / (xHx + 1e-12))
     full_step = step_size * x
     if not torch.isfinite(full_step).all():
         raise FloatingPointError("non-finite natural-gradient step")
@@ -508,19 +513,20 @@ def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: 
     expected_improve = float(g @ full_step)
     surr_old = surr_old.detach()
     accepted, kl, surr_new = False, 0.0, float(surr_old)
-    for j in range(args.backtrack_iters):
-        frac = args.backtrack_coeff**j
+    for j in range(backtrack_iters):
+        frac = backtrack_coeff**j
         set_flat_params(actor, theta_old + frac * full_step)
         with torch.no_grad():
             kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
             surr_new = float(surrogate())
-        if math.isfinite(kl) and math.isfinite(surr_new) and kl <= args.target_kl and surr_new > float(surr_old):
+        # the quadratic KL model can be wrong far from theta_k: accept on the *measured* KL
+        if math.isfinite(kl) and math.isfinite(surr_new) and kl <= delta and surr_new > float(surr_old):
             accepted = True
             break
     if not accepted:
         set_flat_params(actor, theta_old)
         kl, surr_new = 0.0, float(surr_old)
-    return {"kl": kl, "accepted": int(accepted), "backtracks": j if accepted else args.backtrack_iters,
+    return {"kl": kl, "accepted": int(accepted), "backtracks": j if accepted else backtrack_iters,
             "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": expected_improve,
             "step_norm": float(step_size * x.norm()), "cg_residual": cg_residual}
 
@@ -577,6 +583,61 @@ def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Opt
     return actor, obs_rms, ckpt
 
 
+def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
+    with torch.inference_mode():
+        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
+
+
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
+def fit_quantile_critics(critics: list[QuantileCritic], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                         targets: list[torch.Tensor], epochs: int, minibatch_size: int, kappa: float) -> list[float]:
+    """fit_critics with the quantile-Huber loss of QR-DQN (quantile_huber_loss, threshold kappa) in
+    place of the MSE: each quantile critic Z(s) is regressed on its distributional TD targets [B, N].
+    The loop is fit_critics' line for line (same shuffles, one optimiser step on the summed losses per
+    minibatch, loss averaged over every minibatch of every pass, FloatingPointError before a step on
+    a non-finite loss); only the loss differs."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([quantile_huber_loss(critic(norm_obs[idx]), target[idx], critic.taus, kappa)
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
 # ----------------------------------------------------------------------------------------------
 # Resuming a run (--resume): the state at the end of an epoch, and clean stops
 # ----------------------------------------------------------------------------------------------
@@ -613,9 +674,14 @@ def load_resume(run_dir: str | Path) -> dict:
 
 
 def restore_resume(state: dict, modules: dict) -> None:
-    """Load every stateful object and the RNG states that save_resume wrote."""
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
+    """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
+    (written by another version of the script) is a one-line error."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
     random.setstate(state["rng"]["python"])
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -651,7 +717,7 @@ def open_progress(path: Path, keep_rows: int):
         csv.writer(f).writerows(rows[:keep_rows + 1])
     os.replace(tmp, path)
     csv_file = open(path, "a", newline="")
-    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0])
+    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore")  # keeps the run's columns
 
 
 class GracefulStop:
@@ -675,6 +741,41 @@ class GracefulStop:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
+    def exit(self, run_dir: Path, csv_file, track: bool) -> None:
+        """End the run after the epoch's checkpoint, saying how to continue it."""
+        csv_file.close()
+        if track:
+            import wandb
+
+            wandb.finish()
+        print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
+        raise SystemExit(128 + self.signum)
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------
+def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
+    """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
+    wandb's charts/ at step global_step; returns the csv writer."""
+    if writer is None:
+        writer = csv.DictWriter(csv_file, fieldnames=list(row))
+        writer.writeheader()
+    writer.writerow(row)
+    csv_file.flush()
+    if track:
+        import wandb
+
+        wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
+    return writer
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss"""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 
 # ----------------------------------------------------------------------------------------------
 # Training
@@ -685,9 +786,9 @@ def main(args: Args) -> Path:
     if args.resume:
         resume = load_resume(args.resume)
         args = resumed_args(args, resume)
-        if resume["finished"]:
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
             print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)
+            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
     validate_args(args)
     if resume:
         run_dir = Path(args.resume)
@@ -781,7 +882,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     ep_cost = np.zeros(args.num_envs)
     ep_len = np.zeros(args.num_envs, np.int64)
     csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
-    start_time = time.time() - elapsed
+    loop_start = time.time()
+    start_time = loop_start - elapsed  # the run's clock, across resumes
     print(f"run {run_dir.name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}, critic={args.critic}")
 
     for epoch in range(start_epoch, num_epochs + 1):
@@ -790,9 +892,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         # ---------------- rollout: the policy is called once per step for all envs ----------------
         for t in range(num_steps):
             obs_buf[t] = obs
-            with torch.inference_mode():  # a ~100 us/step cheaper sample than building a Normal
-                mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-                action = (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
+            action = sample_actions(actor, obs_rms, obs)
             act_buf[t] = action
             obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
             rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
@@ -827,7 +927,9 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
         # ---------------- policy: TRPO step that maximises cost (eq. 3) ----------------
         try:
-            diag = trpo_step(actor, b_obs, b_act, adv, args)
+            diag = trpo_step(actor, b_obs, b_act, adv, delta=args.target_kl, cg_iters=args.cg_iters,
+                             cg_damping=args.cg_damping, fisher_subsample=args.fisher_subsample,
+                             backtrack_iters=args.backtrack_iters, backtrack_coeff=args.backtrack_coeff)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
 
@@ -839,21 +941,15 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                 critic_targets = b_cost + args.gamma * not_term * critic(b_next_obs)
         else:
             critic_targets = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
-        critic_losses = []
-        for _ in range(args.critic_epochs):
-            perm = torch.randperm(batch_size)
-            for start in range(0, batch_size, args.critic_minibatch_size):
-                idx = perm[start:start + args.critic_minibatch_size]
-                if args.critic == "cvar":
-                    loss = quantile_huber_loss(critic(b_obs[idx]), critic_targets[idx], critic.taus, args.huber_kappa)
-                else:
-                    loss = (critic(b_obs[idx]).squeeze(-1) - critic_targets[idx]).pow(2).mean()
-                if not torch.isfinite(loss):
-                    raise SystemExit(f"error: non-finite critic loss at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
-                critic_opt.zero_grad()
-                loss.backward()
-                critic_opt.step()
-                critic_losses.append(loss.item())
+        try:
+            if args.critic == "cvar":  # the quantile-Huber loss: fit_critics' loop, not its MSE
+                (critic_loss,) = fit_quantile_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
+                                                      args.critic_minibatch_size, args.huber_kappa)
+            else:
+                (critic_loss,) = fit_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
+                                             args.critic_minibatch_size)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
 
         # ---------------- logging ----------------
         now = time.time()
@@ -866,16 +962,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             "cost_rate": total_cost / (global_step - start_step),
             "cvar_estimate": float(values.mean()) if args.critic == "cvar" else float("nan"),
             "cost_value": float(values.mean()),
-            "critic_loss": float(np.mean(critic_losses)),
+            "critic_loss": critic_loss,
             **diag,
             "sps": int(batch_size / (now - epoch_start)),
             "time_elapsed": round(now - start_time, 2),
         }
-        if writer is None:
-            writer = csv.DictWriter(csv_file, fieldnames=list(row))
-            writer.writeheader()
-        writer.writerow(row)
-        csv_file.flush()
+        writer = log_epoch(row, csv_file, writer, args.track)
         if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
             # an episode under way cannot be saved: a resumed run starts it afresh (as the next episode)
             save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
@@ -883,17 +975,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                         episode=episode + (ep_len > 0), wandb_id=wandb_id)
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
-        if args.track:
-            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
               f"ep_ret {row['ep_ret']:8.2f} | cvar {row['cvar_estimate']:7.3f} | kl {diag['kl']:.5f} "
-              f"bt {diag['backtracks']:2d}", flush=True)
+              f"bt {diag['backtracks']:2d} | {clock(now - start_time)} "
+              f"~{clock((now - loop_start) / (epoch - start_epoch + 1) * (num_epochs - epoch))} left", flush=True)
         if stop.signum and epoch < num_epochs:
-            csv_file.close()
-            if args.track:
-                wandb.finish()
-            print(f"stopped after epoch {epoch}; continue with: python {Path(__file__).name} --resume {run_dir}", flush=True)
-            raise SystemExit(128 + stop.signum)
+            stop.exit(run_dir, csv_file, args.track)
 
     envs.close()  # also writes the video of an episode still being recorded
     if args.track and args.capture_video:  # its own key: this step's episodes may be logged already

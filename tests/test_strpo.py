@@ -371,8 +371,8 @@ def test_no_exclusion_reduces_to_trpo_on_the_joint_advantage():
     theta_k = s.get_flat_params(actor)
     theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion=False)
     assert diag["lambda2_used"] == 0 and diag["phi_norm"] == 0
-    trpo_args = u.Args(target_kl=0.01, cg_iters=15, cg_damping=0.1, backtrack_iters=15, backtrack_coeff=0.8)
-    diag_trpo = u.trpo_step(actor, obs, act, joint, trpo_args)  # unsafe_cvar_trpo's plain TRPO step
+    diag_trpo = u.trpo_step(actor, obs, act, joint, delta=0.01, cg_iters=15, cg_damping=0.1, fisher_subsample=4,
+                            backtrack_iters=15, backtrack_coeff=0.8)  # unsafe_cvar_trpo's plain TRPO step
     torch.testing.assert_close(theta_new, s.get_flat_params(actor), rtol=1e-5, atol=1e-7)
     assert diag["backtracks"] == diag_trpo["backtracks"]
     s.set_flat_params(actor, theta_k)
