@@ -201,7 +201,7 @@ def test_trpo_lag_accepted_step_stays_inside_the_kl_ball_on_real_rollout_data(ta
         old_mean, old_log_std = actor(norm_obs)
         old_logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
     theta_old = m.get_flat_params(actor)
-    diag = m.trpo_step(actor, norm_obs, actions, joint_adv, m.Args(target_kl=target_kl))
+    diag = m.trpo_step(actor, norm_obs, actions, joint_adv, delta=target_kl)
     with torch.no_grad():
         mean, log_std = actor(norm_obs)
         new_logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
