@@ -1,18 +1,21 @@
 """PCPO: Projection-based Constrained Policy Optimization (Yang, Rosca, Narasimhan, Ramadge, ICLR 2020).
 
-Two steps per epoch (paper section 4, eq. 3-4 and their closed form, eq. 5-7). With g = grad of
-the reward surrogate, b = grad of the cost surrogate, H = Fisher (Hessian of the mean KL) and
-c the constraint value at theta_k:
+The policy update is two steps, 3 and 4 below (paper section 4, eq. 3-4 and their closed form,
+eq. 5-7). With g = grad of the reward surrogate, b = grad of the cost surrogate, H = Fisher
+(Hessian of the mean KL) and c the constraint value at theta_k, per epoch:
 
-  1. reward improvement, a TRPO step inside the KL ball (eq. 3):
+  1. reward and cost GAE (two critics); the reward advantage standardised, the cost one centred
+  2. the constraint value c = (J_c - d) / T from the episodes that finished (see below)
+  3. reward improvement, a TRPO step inside the KL ball (eq. 3):
          s_r = sqrt(2 delta / (g^T H^-1 g)) H^-1 g
-  2. projection of theta_k + s_r back onto the linearised constraint set {s : b^T s + c <= 0}
+  4. projection of theta_k + s_r back onto the linearised constraint set {s : b^T s + c <= 0}
      in the metric L (eq. 4), closed form (eq. 6 for L = H, eq. 7 for L = I):
          s = s_r - max(0, (b^T s_r + c) / (b^T L^-1 b)) L^-1 b
      `--projection kl` (default, the paper's KL projection, L = H, H^-1 b by conjugate gradient)
-     or `--projection l2` (L = I, the paper's L2 projection).
+     or `--projection l2` (L = I, the paper's L2 projection); then the line search below
+  5. critics regressed on their GAE returns.
 
-`pcpo_projection` is the pure function of step 2 (tests/test_projection.py checks it against an
+`pcpo_projection` is the pure function of step 4 (tests/test_projection.py checks it against an
 independent equality-constrained solve in both metrics).
 
 Choice where the paper is silent: the paper applies the projected step as is. Like OmniSafe and
@@ -31,15 +34,15 @@ the cost GAE centred but not rescaled estimates the change of the per-step cost 
 episodic gap is put in the same unit, c = (J_c - d) / T (J_c = mean cost of the epoch's finished
 episodes, T their mean length, d = --cost-limit). If no episode finished in an epoch, the previous
 J_c and T are kept; before the first finished episode J_c is the epoch's cost per step times the
-env's episode length. The reward advantage is standardised (its scale is removed by step 1).
+env's episode length. The reward advantage is standardised (its scale is removed by step 3).
 
-Defaults: CG 15 iterations, damping 0.1, target KL 0.01, 15 backtracks with decay 0.8 (OmniSafe,
-SafePO; the paper's delta is task dependent); gamma 0.99 and GAE lambda 0.95 for reward and cost
-(OmniSafe, SafePO); 64x64 tanh (SPEC, repo-wide); critics Adam lr 3e-3, 20 passes of 512-sample
-minibatches instead of OmniSafe/SafePO's lr 1e-3 with 64-sample minibatches (measured by
-benchmark/critic_minibatch.py, benchmark/results/critic_minibatch.md, to reach 0.98-1.17x the
-reference's held-out value loss in about 0.4-0.5x its time); 15,000 steps per epoch (the sTRPO
-paper's protocol, section 5.2).
+Defaults and where they come from:
+- CG 15 iterations, damping 0.1, target KL 0.01, 15 backtracks with decay 0.8: OmniSafe, SafePO (the
+  paper's delta is task dependent). Fisher-vector products on every 4th state of the batch
+  (--fisher-subsample, as strpo.py; OpenAI Baselines' TRPO uses every 5th).
+- gamma 0.99 and GAE lambda 0.95 for reward and cost: OmniSafe, SafePO; 64x64 tanh: SPEC, repo-wide.
+- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
+- 15,000 steps per epoch: the sTRPO paper's protocol (section 5.2).
 
 Usage:
     python baselines/pcpo.py --env-id SafetyCarCircle1-v0
@@ -71,14 +74,8 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401  load triton before MuJoCo: after MuJoCo's EGL (MUJOCO_GL=egl) it segfaults
 import torch.nn as nn
 import tyro
-
-try:  # torch's optimizers load triton lazily, and in this pinned stack (torch 2.14.1, mujoco 2.3.3)
-    import triton  # noqa: F401  libtriton segfaults when loaded after MuJoCo: load it first.
-except ImportError:  # CPU-only torch builds ship without triton; nothing to do
-    pass
 
 try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
     import farama_notifications
@@ -151,6 +148,8 @@ class Args:
     """conjugate-gradient iterations for H^-1 g and H^-1 b"""
     cg_damping: float = 0.1
     """damping added to the Fisher-vector product (H + damping * I)"""
+    fisher_subsample: int = 4
+    """Fisher-vector products use every k-th state of the batch (1 = all; OpenAI Baselines' TRPO uses 5)"""
     backtrack_iters: int = 15
     """maximum backtracking steps of the line search"""
     backtrack_coeff: float = 0.8
@@ -184,7 +183,7 @@ def validate_args(args: Args) -> None:
         close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "cg_iters", "backtrack_iters",
+    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "cg_iters", "backtrack_iters",
                  "critic_epochs", "critic_minibatch_size", "checkpoint_every"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -201,11 +200,13 @@ def validate_args(args: Args) -> None:
 
 
 def check_renderer() -> None:
-    """--capture-video needs an off-screen OpenGL renderer: fail now with one line, not after the
+    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
     first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
     envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
     process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording."""
+    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
+    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
     probe = ("try:\n"
@@ -222,7 +223,7 @@ def check_renderer() -> None:
     except subprocess.TimeoutExpired:
         reason = "timed out"
     if reason is not None:
-        raise SystemExit(f"error: --capture-video cannot render with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 
 
@@ -503,6 +504,37 @@ def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Opt
     return actor, obs_rms, ckpt
 
 
+def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
+    with torch.inference_mode():
+        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
+
+
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
 # ----------------------------------------------------------------------------------------------
 # PCPO: reward step, projection onto the linearised constraint, line search
 # ----------------------------------------------------------------------------------------------
@@ -524,10 +556,16 @@ def flat_grad(output: torch.Tensor, params: list, retain_graph: bool = False) ->
 
 
 def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, reward_adv: torch.Tensor,
-                cost_adv: torch.Tensor, c: float, args: Args) -> dict:
+                cost_adv: torch.Tensor, c: float, *, delta: float, projection: str = "kl", cg_iters: int = 15,
+                cg_damping: float = 0.1, fisher_subsample: int = 4, backtrack_iters: int = 15,
+                backtrack_coeff: float = 0.8) -> dict:
     """One PCPO update in place; returns its diagnostics, among them "step": the projected step s
     before the line search. Raises FloatingPointError on a non-finite gradient or step (the
-    caller aborts without writing a checkpoint)."""
+    caller aborts without writing a checkpoint).
+
+    c: the constraint value at theta_k; delta: KL radius of the reward step and of the line search;
+    projection: the metric L, "kl" (L = H) or "l2" (L = I); H = the Fisher matrix, damped by
+    cg_damping, on every fisher_subsample-th state; backtracking over backtrack_coeff^j, j < backtrack_iters."""
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
         old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
@@ -542,13 +580,14 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
     b = flat_grad(cost_surr, params)
     if not (torch.isfinite(g).all() and torch.isfinite(b).all()):
         raise FloatingPointError("non-finite reward or cost policy gradient")
-    fvp = lambda v: fisher_vector_product(actor, norm_obs, v, args.cg_damping)  # noqa: E731
-    # step 1 (eq. 3): TRPO step on the reward surrogate, on the boundary of the KL ball
-    Hinv_g, cg_residual_g = conjugate_gradient(fvp, g, args.cg_iters)
-    reward_step = torch.sqrt(2 * args.target_kl / (g @ Hinv_g + 1e-12)) * Hinv_g
-    # step 2 (eq. 4): projection in the KL metric (L = H) or the Euclidean one (L = I)
-    if args.projection == "kl":
-        Linv_b, cg_residual_b = conjugate_gradient(fvp, b, args.cg_iters)
+    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
+    fvp = lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping)  # noqa: E731
+    # step 3 (eq. 3): TRPO step on the reward surrogate, on the boundary of the KL ball
+    Hinv_g, cg_residual_g = conjugate_gradient(fvp, g, cg_iters)
+    reward_step = torch.sqrt(2 * delta / (g @ Hinv_g + 1e-12)) * Hinv_g
+    # step 4 (eq. 4): projection in the KL metric (L = H) or the Euclidean one (L = I)
+    if projection == "kl":
+        Linv_b, cg_residual_b = conjugate_gradient(fvp, b, cg_iters)
     else:
         Linv_b, cg_residual_b = b, 0.0
     step, info = pcpo_projection(reward_step, b, c, Linv_b)
@@ -563,41 +602,23 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
     theta_old = get_flat_params(actor)
     reward_old, cost_old = float(reward_surr.detach()), float(cost_surr.detach())
     accepted, kl, reward_new, cost_new = False, 0.0, reward_old, cost_old
-    for j in range(args.backtrack_iters):
-        set_flat_params(actor, theta_old + args.backtrack_coeff**j * step)
+    for j in range(backtrack_iters):
+        set_flat_params(actor, theta_old + backtrack_coeff**j * step)
         with torch.no_grad():
             kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
             reward_new, cost_new = (float(x) for x in surrogates())
         finite = all(math.isfinite(x) for x in (kl, reward_new, cost_new))
-        if finite and kl <= args.target_kl and cost_new - cost_old <= max(-c, 0.0) + cost_tolerance:
+        if finite and kl <= delta and cost_new - cost_old <= max(-c, 0.0) + cost_tolerance:
             accepted = True
             break
     if not accepted:
         set_flat_params(actor, theta_old)
         kl, reward_new, cost_new = 0.0, reward_old, cost_old
     return {**info, "reward_step_norm": float(reward_step.norm()), "step_norm": float(step.norm()),
-            "kl": kl, "accepted": int(accepted), "backtracks": j if accepted else args.backtrack_iters,
+            "kl": kl, "accepted": int(accepted), "backtracks": j if accepted else backtrack_iters,
             "surrogate_improvement": reward_new - reward_old, "cost_surrogate_change": cost_new - cost_old,
             "cost_tolerance": cost_tolerance, "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b,
             "step": step.detach().clone()}
-
-
-def fit_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, returns: torch.Tensor,
-               args: Args) -> float:
-    """Regress V(s) on its GAE returns in large minibatches; returns the mean loss (NaN-guarded)."""
-    losses = []
-    for _ in range(args.critic_epochs):
-        perm = torch.randperm(norm_obs.shape[0])
-        for start in range(0, norm_obs.shape[0], args.critic_minibatch_size):
-            idx = perm[start:start + args.critic_minibatch_size]
-            loss = (critic(norm_obs[idx]).squeeze(-1) - returns[idx]).pow(2).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError("non-finite critic loss")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-    return float(np.mean(losses))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -636,9 +657,14 @@ def load_resume(run_dir: str | Path) -> dict:
 
 
 def restore_resume(state: dict, modules: dict) -> None:
-    """Load every stateful object and the RNG states that save_resume wrote."""
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
+    """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
+    (written by another version of the script) is a one-line error."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
     random.setstate(state["rng"]["python"])
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -674,7 +700,7 @@ def open_progress(path: Path, keep_rows: int):
         csv.writer(f).writerows(rows[:keep_rows + 1])
     os.replace(tmp, path)
     csv_file = open(path, "a", newline="")
-    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0])
+    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore")  # keeps the run's columns
 
 
 class GracefulStop:
@@ -698,6 +724,40 @@ class GracefulStop:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
+    def exit(self, run_dir: Path, csv_file, track: bool) -> None:
+        """End the run after the epoch's checkpoint, saying how to continue it."""
+        csv_file.close()
+        if track:
+            import wandb
+
+            wandb.finish()
+        print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
+        raise SystemExit(128 + self.signum)
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------
+def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
+    """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
+    wandb's charts/ at step global_step; returns the csv writer."""
+    if writer is None:
+        writer = csv.DictWriter(csv_file, fieldnames=list(row))
+        writer.writeheader()
+    writer.writerow(row)
+    csv_file.flush()
+    if track:
+        import wandb
+
+        wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
+    return writer
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss"""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
 
 # ----------------------------------------------------------------------------------------------
 # Training
@@ -708,9 +768,9 @@ def main(args: Args) -> Path:
     if args.resume:
         resume = load_resume(args.resume)
         args = resumed_args(args, resume)
-        if resume["finished"]:
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
             print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)
+            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
     validate_args(args)
     if resume:
         run_dir = Path(args.resume)
@@ -761,8 +821,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     actor = Actor(obs_dim, act_dim, args.hidden_sizes)
     reward_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
     cost_critic = mlp(obs_dim, args.hidden_sizes, 1, out_std=1.0)
-    reward_critic_opt = torch.optim.Adam(reward_critic.parameters(), lr=args.critic_lr)
-    cost_critic_opt = torch.optim.Adam(cost_critic.parameters(), lr=args.critic_lr)
+    critic_opt = torch.optim.Adam([*reward_critic.parameters(), *cost_critic.parameters()], lr=args.critic_lr, fused=True)  # fused: 20% faster on CPU
 
     # pre-allocated rollout storage (raw observations; SPEC 3)
     num_steps = args.steps_per_epoch // args.num_envs
@@ -777,8 +836,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     end_buf = np.zeros((num_steps, args.num_envs), np.float64)
 
     # the loop's state; --resume restores it, and every object of `stateful`, from the last checkpoint
-    stateful = {"actor": actor, "reward_critic": reward_critic, "cost_critic": cost_critic,
-                "reward_critic_opt": reward_critic_opt, "cost_critic_opt": cost_critic_opt, "obs_rms": obs_rms}
+    stateful = {"actor": actor, "reward_critic": reward_critic, "cost_critic": cost_critic, "critic_opt": critic_opt,
+                "obs_rms": obs_rms}
     start_epoch, global_step, total_cost, elapsed = 1, 0, 0.0, 0.0
     jc_used, ep_len_used = None, float(max_episode_steps)  # J_c and T of the constraint c = (J_c - d) / T
     episode = np.zeros(args.num_envs, np.int64)  # per env: the number of the running episode (SeedEachEpisode's k)
@@ -797,7 +856,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     ep_cost = np.zeros(args.num_envs)
     ep_len = np.zeros(args.num_envs, np.int64)
     csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
-    start_time = time.time() - elapsed
+    loop_start = time.time()
+    start_time = loop_start - elapsed  # the run's clock, across resumes
     print(f"run {run_dir.name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
 
     for epoch in range(start_epoch, num_epochs + 1):
@@ -806,9 +866,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         # ---------------- rollout: the policy is called once per step for all envs ----------------
         for t in range(num_steps):
             obs_buf[t] = obs
-            with torch.no_grad():
-                dist = actor.distribution(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-                action = dist.sample().numpy()
+            action = sample_actions(actor, obs_rms, obs)
             act_buf[t] = action
             obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
             rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
@@ -827,7 +885,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         global_step += batch_size
         total_cost += float(cost_buf.sum())
 
-        # ---------------- advantages (normaliser refreshed once, then fixed for the update) --------
+        # ---------------- 1. reward and cost GAE (normaliser refreshed once, then fixed for the update) --------
         obs_rms.update(obs_buf.reshape(-1, obs_dim))
         b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
         b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
@@ -845,23 +903,30 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         cost_adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
         cost_adv = cost_adv - cost_adv.mean()  # centred only: its scale must match c (docstring)
 
-        # ---------------- constraint value c = (J_c - d) / T from the finished episodes -------------
+        # ---------------- 2. constraint value c = (J_c - d) / T from the finished episodes -------------
         if finished_cost:
             jc_used, ep_len_used = float(np.mean(finished_cost)), float(np.mean(finished_len))
         elif jc_used is None:  # nothing finished yet: the epoch's cost rate over a full episode
             jc_used = float(cost_buf.mean()) * max_episode_steps
         c = (jc_used - args.cost_limit) / ep_len_used
 
-        # ---------------- policy: PCPO reward step and projection ----------------
+        # ---------------- 3-4. PCPO reward step and projection, with the line search (eq. 3-7) ----------------
         try:
-            diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
-            diag.pop("step")  # the projected step before the line search (tests read it), not a csv column
-            reward_value_loss = fit_critic(reward_critic, reward_critic_opt, b_obs,
-                                           torch.as_tensor(reward_ret.reshape(-1), dtype=torch.float32), args)
-            cost_value_loss = fit_critic(cost_critic, cost_critic_opt, b_obs,
-                                         torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32), args)
+            diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, delta=args.target_kl,
+                               projection=args.projection, cg_iters=args.cg_iters, cg_damping=args.cg_damping,
+                               fisher_subsample=args.fisher_subsample, backtrack_iters=args.backtrack_iters,
+                               backtrack_coeff=args.backtrack_coeff)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+        diag.pop("step")  # the projected step before the line search (tests read it), not a csv column
+
+        # ---------------- 5. critics on their GAE returns ----------------
+        targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
+        try:
+            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                             args.critic_epochs, args.critic_minibatch_size)
+        except FloatingPointError as exc:
+            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
 
         # ---------------- logging ----------------
         now = time.time()
@@ -878,11 +943,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             "sps": int(batch_size / (now - epoch_start)),
             "time_elapsed": round(now - start_time, 2),
         }
-        if writer is None:
-            writer = csv.DictWriter(csv_file, fieldnames=list(row))
-            writer.writeheader()
-        writer.writerow(row)
-        csv_file.flush()
+        writer = log_epoch(row, csv_file, writer, args.track)
         if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
             # an episode under way cannot be saved: a resumed run starts it afresh (as the next episode)
             save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
@@ -890,17 +951,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                         elapsed=now - start_time, episode=episode + (ep_len > 0), wandb_id=wandb_id)
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
-        if args.track:
-            wandb.log({f"charts/{k}": v for k, v in row.items()}, step=global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
               f"ep_ret {row['ep_ret']:8.2f} | viol {diag['violation']:8.4f} proj {diag['projection_size']:.3g} "
-              f"kl {diag['kl']:.5f} bt {diag['backtracks']:2d}", flush=True)
+              f"kl {diag['kl']:.5f} bt {diag['backtracks']:2d} | {clock(now - start_time)} "
+              f"~{clock((now - loop_start) / (epoch - start_epoch + 1) * (num_epochs - epoch))} left", flush=True)
         if stop.signum and epoch < num_epochs:
-            csv_file.close()
-            if args.track:
-                wandb.finish()
-            print(f"stopped after epoch {epoch}; continue with: python {Path(__file__).name} --resume {run_dir}", flush=True)
-            raise SystemExit(128 + stop.signum)
+            stop.exit(run_dir, csv_file, args.track)
 
     envs.close()  # also writes the video of an episode still being recorded
     if args.track and args.capture_video:  # its own key: this step's episodes may be logged already

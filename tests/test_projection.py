@@ -80,7 +80,8 @@ def test_pcpo_update_with_a_violated_constraint_lowers_the_cost_surrogate_in_bot
         cost_adv -= cost_adv.mean()
         reward_adv = cost_adv + 0.3 * torch.randn(512)  # reward pulls toward cost: the projection must push back
         args = m.Args(projection=metric)
-        diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, c=0.05, args=args)
+        diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, 0.05, delta=args.target_kl, projection=metric,
+                             fisher_subsample=args.fisher_subsample)
         assert diag["violation"] > 0 and diag["projection_coef"] > 0, diag
         assert diag["accepted"] == 1 and diag["cost_surrogate_change"] < 0 and diag["kl"] <= args.target_kl, diag
 
