@@ -235,7 +235,8 @@ def test_rcpo_takes_the_full_natural_gradient_step_without_line_search():
     before.load_state_dict(actor.state_dict())
     args = m.Args(target_kl=0.01)
     theta_old = m.get_flat_params(actor)
-    diag = m.npg_step(actor, norm_obs, actions, adv, args)
+    diag = m.npg_step(actor, norm_obs, actions, adv, delta=args.target_kl, cg_iters=args.cg_iters,
+                      cg_damping=args.cg_damping, fisher_subsample=1)  # H on every state, as checked below
     step = m.get_flat_params(actor) - theta_old
     # the step is the whole KL-radius step: 0.5 s^T (H + damping I) s = delta at theta_k
     quad = 0.5 * float(step @ m.fisher_vector_product(before, norm_obs, step, args.cg_damping))
