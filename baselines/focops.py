@@ -66,11 +66,6 @@ import torch
 import torch.nn as nn
 import tyro
 
-try:  # torch's optimizers load triton lazily, and in this pinned stack (torch 2.14.1, mujoco 2.3.3)
-    import triton  # noqa: F401  libtriton segfaults when loaded after MuJoCo: load it first.
-except ImportError:  # CPU-only torch builds ship without triton; nothing to do
-    pass
-
 try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
     import farama_notifications
 

@@ -27,7 +27,6 @@ ALLOWED = {
                                       "not the Adam step on the penalty loss of TRPO-Lag / PPO-Lag"},
     "make_env": {"robustness_attack.py": "evaluation envs: no episode seeding for resuming, no video"},
     "make_vector_env": {"robustness_attack.py": "evaluation envs: no video"},
-    "trpo_step": {"unsafe_cvar_trpo.py": "maximises the cost surrogate (pi_unsafe), TRPO-Lag the Lagrangian"},
 }
 
 
