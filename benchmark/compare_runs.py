@@ -1,0 +1,57 @@
+"""Compare groups of runs: final reward and cost, and mean cost over training, mean ± std over seeds.
+
+A group is every run folder (holding a progress.csv) whose name is the same once its trailing
+`__seed<K>` is removed, e.g. strpo__SafetyHopperVelocity-v1__k4__seed0 .. seed2 form the group
+strpo__SafetyHopperVelocity-v1__k4. Final = mean of the last 3 epochs of ep_ret / ep_cost per run
+(epochs without a finished episode skipped), then mean ± std (ddof 1) over the group's seeds; mean
+cost = mean episode cost over all epochs of a run, then over seeds. Prints a Markdown table.
+
+    python benchmark/compare_runs.py docs/runs/fisher-subsample
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+LAST = 3
+
+
+def column(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([float(r[key]) if r.get(key) not in (None, "", "nan") else np.nan for r in rows])
+
+
+def mean_std(values: list[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.1f} ± {std:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="folder whose subfolders are run records (progress.csv each)")
+    args = parser.parse_args()
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(args.folder.glob("*/progress.csv")):
+        groups.setdefault(re.sub(r"__seed\d+$", "", path.parent.name), []).append(path)
+    if not groups:
+        raise SystemExit(f"error: no */progress.csv under {args.folder}")
+    print("| runs | seeds | epochs | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, paths in groups.items():
+        finals, costs, means, epochs = [], [], [], []
+        for path in paths:
+            rows = list(csv.DictReader(open(path)))
+            ret, cost = column(rows, "ep_ret"), column(rows, "ep_cost")
+            finals.append(float(np.nanmean(ret[-LAST:])))
+            costs.append(float(np.nanmean(cost[-LAST:])))
+            means.append(float(np.nanmean(cost)))
+            epochs.append(len(rows))
+        per_seed = ", ".join(f"{r:.0f} / {c:.1f}" for r, c in zip(finals, costs))
+        print(f"| {name} | {len(paths)} | {min(epochs)} | {mean_std(finals)} | {mean_std(costs)} | {mean_std(means)} | {per_seed} |")
+
+
+if __name__ == "__main__":
+    main()
