@@ -83,6 +83,8 @@ try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import
     farama_notifications.notifications.pop("gymnasium_robotics", None)
 except ImportError:
     pass
+if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
+    import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
 
 CHECKPOINT_FORMAT_VERSION = 1
 RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
