@@ -303,7 +303,7 @@ def markdown(rows: list[dict], facts: dict) -> str:
         status = r["status"] + (f": {r['note']}" if r["note"] else "")
         lines.append(f"| {r['script']} | {r['env_id']} | {r['num_envs']} | {fmt(r['vector_env'])} | "
                      f"{fmt(r['env_construct_s'], 2)} | {fmt(r['raw_sps'])} | {fmt(r['train_sps'])} | {fmt(r['ratio'], 2)} | "
-                     f"{'>= ' + fmt(r['target'], 1) if r['target'] == r['target'] else '-'} | {fmt(r['meets_target'])} | {status} |")
+                     f"{'>= ' + fmt(r['target'], 2) if r['target'] == r['target'] else '-'} | {fmt(r['meets_target'])} | {status} |")
     return "\n".join(lines) + "\n"
 
 
