@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  before MuJoCo: this session sets MUJOCO_GL=egl for in-process runs, after which
+# a lazily loaded libtriton segfaults (the scripts do this themselves only when MUJOCO_GL=egl at their import)
 
 from conftest import ROOT, SCRIPTS, load_script
 
