@@ -116,9 +116,8 @@ def test_a_run_killed_between_its_last_epoch_and_its_final_checkpoint_gets_it_on
     shutil.copytree(uninterrupted(script), run_dir)
     final = final_checkpoint(run_dir)
     final.unlink()
-    result = run(script, "--resume", str(run_dir))
-    assert result.returncode == 0, result.stderr[-2000:]
-    m = load_script(script)
+    m = load_script(script)  # in-process: it builds the envs, runs no epoch and writes the final checkpoint
+    m.main(m.Args(resume=str(run_dir)))
     written, _, _ = m.load_checkpoint(final)
     expected, _, _ = m.load_checkpoint(final_checkpoint(uninterrupted(script)))
     assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), expected.state_dict().values()))
@@ -138,8 +137,8 @@ def test_a_corrupt_foreign_or_missing_resume_checkpoint_is_a_one_line_error(scri
         with pytest.raises(SystemExit) as exc:
             m.main(m.Args(resume=str(folder)))
         assert str(exc.value).startswith("error:") and "\n" not in str(exc.value), exc.value
-    result = run(script, "--resume", str(corrupt))  # and once as a user runs it: one line, no traceback
-    assert_one_error_line(result)
+    if script.name == "strpo.py":  # and once as a user runs it: one line, no traceback
+        assert_one_error_line(run(script, "--resume", str(corrupt)))
 
 
 def test_sigint_to_the_process_group_finishes_the_epoch_and_exits_cleanly(tmp_path):
