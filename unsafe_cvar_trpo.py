@@ -640,6 +640,86 @@ def fit_quantile_critics(critics: list[QuantileCritic], optimizer: torch.optim.O
     return (loss_sums / steps).tolist()
 
 
+class Rollout:
+    """One epoch of experience from every env, in arrays allocated once of shape (steps, envs, ...),
+    with raw observations (SPEC 3); the policy is called once per step for all envs. The running
+    episodes' sums carry over from one epoch to the next; `episode` numbers each env's running
+    episode (SeedEachEpisode's k), which is what a resumed run restarts from."""
+
+    def __init__(self, envs, num_steps: int, episode: Optional[np.ndarray] = None):
+        n, obs_dim = envs.num_envs, envs.single_observation_space.shape[0]
+        self.envs, self.num_steps = envs, num_steps
+        self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
+        self.obs = np.zeros((num_steps, n, obs_dim), np.float32)
+        self.next_obs = np.zeros((num_steps, n, obs_dim), np.float32)  # s' of each step, also when the episode ended
+        self.act = np.zeros((num_steps, n, envs.single_action_space.shape[0]), np.float32)  # unclipped samples
+        self.rew = np.zeros((num_steps, n), np.float64)
+        self.cost = np.zeros((num_steps, n), np.float64)
+        self.term = np.zeros((num_steps, n), np.float64)  # terminated: no bootstrap from s'
+        self.end = np.zeros((num_steps, n), np.float64)  # terminated or truncated: GAE stops here
+        self.ep_ret, self.ep_cost, self.ep_len = np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
+        self.episode = np.zeros(n, np.int64) if episode is None else episode
+        self.finished_ret, self.finished_cost, self.finished_len = [], [], []
+
+    def reset(self, seed: int, resumed: bool) -> np.ndarray:
+        """Reset every env at its episode number (self.episode: 0, or the saved ones of a resumed run);
+        returns the first observations."""
+        if resumed:
+            # a navigation task's first reset reads its accelerometer differently from every later reset with the
+            # same seed (measured on CarCircle1): one extra reset makes a restarted episode start as it did
+            self.envs.reset(seed=seed)
+        obs, _ = self.envs.reset(seed=seed, options={"episode": self.episode.tolist()})
+        return obs
+
+    def collect(self, actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+        """Act for num_steps steps from `obs` with pi(.|s); returns the observation to continue from.
+        The episodes that finished are in finished_ret/_cost/_len."""
+        self.finished_ret, self.finished_cost, self.finished_len = [], [], []
+        for t in range(self.num_steps):
+            self.obs[t] = obs
+            action = sample_actions(actor, obs_rms, obs)
+            self.act[t] = action
+            obs, reward, cost, terminated, truncated, info = self.envs.step(np.clip(action, self.low, self.high))
+            self.rew[t], self.cost[t], self.term[t] = reward, cost, terminated
+            done = np.logical_or(terminated, truncated)
+            self.end[t] = done
+            self.next_obs[t] = obs
+            self.ep_ret += reward
+            self.ep_cost += cost
+            self.ep_len += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    self.next_obs[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                    self.finished_ret.append(self.ep_ret[i])
+                    self.finished_cost.append(self.ep_cost[i])
+                    self.finished_len.append(self.ep_len[i])
+                self.ep_ret[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
+                self.episode += done  # the autoreset started each done env's next episode
+        return obs
+
+    def gae(self, rewards: np.ndarray, critic: nn.Module, norm_obs: torch.Tensor, norm_next_obs: torch.Tensor,
+            gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """GAE(gamma, lambda) advantages and returns of `rewards` (self.rew, or self.cost for the cost) under `critic`,
+        evaluated on the batch's normalised s and s' (flattened in the arrays' order)."""
+        with torch.no_grad():
+            values = critic(norm_obs).numpy().reshape(rewards.shape)
+            next_values = critic(norm_next_obs).numpy().reshape(rewards.shape)
+        return compute_gae(rewards, values, next_values, self.term, self.end, gamma, lam)
+
+    def episode_stats(self) -> dict:
+        """progress.csv's means over the episodes that finished this epoch (nan when none did)."""
+        def mean(x):
+            return float(np.mean(x)) if x else float("nan")
+        return {"ep_ret": mean(self.finished_ret), "ep_cost": mean(self.finished_cost),
+                "ep_len": mean(self.finished_len), "episodes": len(self.finished_ret)}
+
+    def resume_episodes(self) -> np.ndarray:
+        """Per env, the episode a resumed run starts at: an episode under way cannot be saved, so it
+        is started afresh as the next one."""
+        return self.episode + (self.ep_len > 0)
+
+
+
 # ----------------------------------------------------------------------------------------------
 # Resuming a run (--resume): the state at the end of an epoch, and clean stops
 # ----------------------------------------------------------------------------------------------
@@ -827,7 +907,6 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     """The training loop of main: from scratch, or from the resume checkpoint `resume`."""
     obs_dim = envs.single_observation_space.shape[0]
     act_dim = envs.single_action_space.shape[0]
-    act_low, act_high = envs.single_action_space.low, envs.single_action_space.high
     video_dir, logged_videos = run_dir / "videos", set()
     if args.track:
         import wandb
@@ -854,35 +933,22 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         out = critic(norm_obs)
         return cvar_from_quantiles(out, args.cvar_alpha) if args.critic == "cvar" else out.squeeze(-1)
 
-    # pre-allocated rollout storage (raw observations; SPEC 3)
+    # one epoch's experience, in arrays allocated once
     num_steps = args.steps_per_epoch // args.num_envs
     batch_size = num_steps * args.num_envs
     num_epochs = args.total_timesteps // batch_size
-    obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
-    next_obs_buf = np.zeros((num_steps, args.num_envs, obs_dim), np.float32)
-    act_buf = np.zeros((num_steps, args.num_envs, act_dim), np.float32)
-    rew_buf = np.zeros((num_steps, args.num_envs), np.float64)
-    cost_buf = np.zeros((num_steps, args.num_envs), np.float64)
-    term_buf = np.zeros((num_steps, args.num_envs), np.float64)
-    end_buf = np.zeros((num_steps, args.num_envs), np.float64)
+    roll = Rollout(envs, num_steps)
 
     # the loop's state; --resume restores it, and every object of `stateful`, from the last checkpoint
     stateful = {"actor": actor, "critic": critic, "critic_opt": critic_opt, "obs_rms": obs_rms}
     start_epoch, global_step, total_cost, elapsed = 1, start_step, 0.0, 0.0
-    episode = np.zeros(args.num_envs, np.int64)  # per env: the number of the running episode (SeedEachEpisode's k)
     wandb_id = wandb.run.id if args.track else None
     if resume:  # --init-from was read by the first start: its policy and step count are in the checkpoint
         restore_resume(resume, stateful)
         start_epoch, global_step, total_cost = resume["epoch"] + 1, resume["global_step"], resume["total_cost"]
-        start_step, elapsed, episode = resume["start_step"], resume["elapsed"], resume["episode"]
+        start_step, elapsed, roll.episode = resume["start_step"], resume["elapsed"], resume["episode"]
         print(f"resuming {run_dir} at epoch {start_epoch}: episodes under way when it stopped are started afresh")
-        # a navigation task's first reset reads its accelerometer differently from every later reset with the
-        # same seed (measured on CarCircle1): one extra reset makes a restarted episode start as it did
-        envs.reset(seed=args.seed)
-    obs, _ = envs.reset(seed=args.seed, options={"episode": episode.tolist()})
-    ep_ret = np.zeros(args.num_envs)
-    ep_cost = np.zeros(args.num_envs)
-    ep_len = np.zeros(args.num_envs, np.int64)
+    obs = roll.reset(args.seed, resumed=resume is not None)
     csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
     loop_start = time.time()
     start_time = loop_start - elapsed  # the run's clock, across resumes
@@ -890,40 +956,21 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
     for epoch in range(start_epoch, num_epochs + 1):
         epoch_start = time.time()
-        finished_ret, finished_cost, finished_len = [], [], []
-        # ---------------- rollout: the policy is called once per step for all envs ----------------
-        for t in range(num_steps):
-            obs_buf[t] = obs
-            action = sample_actions(actor, obs_rms, obs)
-            act_buf[t] = action
-            obs, reward, cost, terminated, truncated, info = envs.step(np.clip(action, act_low, act_high))
-            rew_buf[t], cost_buf[t], term_buf[t] = reward, cost, terminated
-            done = np.logical_or(terminated, truncated)
-            end_buf[t] = done
-            next_obs_buf[t] = obs
-            ep_ret += reward
-            ep_cost += cost
-            ep_len += 1
-            if done.any():
-                for i in np.flatnonzero(done):
-                    next_obs_buf[t, i] = info["final_observation"][i]  # true successor for the bootstrap
-                    finished_ret.append(ep_ret[i]); finished_cost.append(ep_cost[i]); finished_len.append(ep_len[i])
-                ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
-                episode += done  # the autoreset started each done env's next episode
+        obs = roll.collect(actor, obs_rms, obs)  # ---------------- rollout with pi_k ----------------
         global_step += batch_size
-        total_cost += float(cost_buf.sum())
+        total_cost += float(roll.cost.sum())
 
         # ---------------- advantages ----------------
-        obs_rms.update(obs_buf.reshape(-1, obs_dim))
-        b_obs = obs_rms.normalize(torch.as_tensor(obs_buf.reshape(-1, obs_dim)))
-        b_next_obs = obs_rms.normalize(torch.as_tensor(next_obs_buf.reshape(-1, obs_dim)))
-        b_act = torch.as_tensor(act_buf.reshape(-1, act_dim))
+        obs_rms.update(roll.obs.reshape(-1, obs_dim))
+        b_obs = obs_rms.normalize(torch.as_tensor(roll.obs.reshape(-1, obs_dim)))
+        b_next_obs = obs_rms.normalize(torch.as_tensor(roll.next_obs.reshape(-1, obs_dim)))
+        b_act = torch.as_tensor(roll.act.reshape(-1, act_dim))
         with torch.no_grad():
             values = cost_value(b_obs).numpy().reshape(num_steps, args.num_envs)
             next_values = cost_value(b_next_obs).numpy().reshape(num_steps, args.num_envs)
         # the signal pi_unsafe maximises: the cost, plus optionally the reward that leads to it
-        signal_buf = cost_buf + args.reward_weight * rew_buf if args.reward_weight else cost_buf
-        cost_adv, cost_ret = compute_gae(signal_buf, values, next_values, term_buf, end_buf, args.gamma, args.gae_lambda)
+        signal_buf = roll.cost + args.reward_weight * roll.rew if args.reward_weight else roll.cost
+        cost_adv, cost_ret = compute_gae(signal_buf, values, next_values, roll.term, roll.end, args.gamma, args.gae_lambda)
         adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
@@ -939,7 +986,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         if args.critic == "cvar":
             with torch.no_grad():  # distributional TD targets from the pre-update critic, held fixed
                 b_cost = torch.as_tensor(signal_buf.reshape(-1, 1), dtype=torch.float32)
-                not_term = torch.as_tensor(1.0 - term_buf.reshape(-1, 1), dtype=torch.float32)
+                not_term = torch.as_tensor(1.0 - roll.term.reshape(-1, 1), dtype=torch.float32)
                 critic_targets = b_cost + args.gamma * not_term * critic(b_next_obs)
         else:
             critic_targets = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
@@ -956,11 +1003,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         # ---------------- logging ----------------
         now = time.time()
         row = {
-            "global_step": global_step, "epoch": epoch,
-            "ep_ret": float(np.mean(finished_ret)) if finished_ret else float("nan"),
-            "ep_cost": float(np.mean(finished_cost)) if finished_cost else float("nan"),
-            "ep_len": float(np.mean(finished_len)) if finished_len else float("nan"),
-            "episodes": len(finished_ret),
+            "global_step": global_step, "epoch": epoch, **roll.episode_stats(),
             "cost_rate": total_cost / (global_step - start_step),
             "cvar_estimate": float(values.mean()) if args.critic == "cvar" else float("nan"),
             "cost_value": float(values.mean()),
@@ -971,10 +1014,9 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         }
         writer = log_epoch(row, csv_file, writer, args.track)
         if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
-            # an episode under way cannot be saved: a resumed run starts it afresh (as the next episode)
             save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
                         global_step=global_step, start_step=start_step, total_cost=total_cost, elapsed=now - start_time,
-                        episode=episode + (ep_len > 0), wandb_id=wandb_id)
+                        episode=roll.resume_episodes(), wandb_id=wandb_id)
         if args.track and args.capture_video:
             log_new_videos(video_dir, logged_videos, global_step)
         print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
