@@ -80,6 +80,26 @@ def test_a_restart_beside_its_interrupted_attempt_and_a_docs_copy_count_once(agg
     assert all(len(r.step) == 10 for r in records)
 
 
+
+def test_publish_copies_finished_runs_only_and_the_copy_aggregates_the_same(agg, tmp_path):
+    synthetic_seeds(tmp_path / "matrix")
+    for seed in (0, 1):  # finished: the final checkpoint exists; seed 2 is still running
+        next((tmp_path / "matrix" / f"SafetyHopperVelocity-v1__strpo__{seed}").glob("*/progress.csv")).with_name("strpo.pt").write_bytes(b"x")
+    attack = tmp_path / "matrix" / "SafetyCarGoal1-v0__robustness__0" / "attack"
+    attack.mkdir(parents=True)
+    (attack / "robustness.csv").write_text("algo,rate\nstrpo,0.0\n")
+    (attack.parent / "run.json").write_text("{}")
+    copied = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
+    assert copied == ["SafetyCarGoal1-v0__robustness__0", "SafetyHopperVelocity-v1__strpo__0", "SafetyHopperVelocity-v1__strpo__1"]
+    assert not list((tmp_path / "docs").rglob("*.pt"))  # numbers only
+    published, _ = agg.load_records([tmp_path / "docs"])
+    original, _ = agg.load_records([tmp_path / "matrix"])
+    assert sorted(r.seed for r in published) == [0, 1]
+    for rec in published:
+        twin = next(r for r in original if r.seed == rec.seed)
+        assert rec.group == twin.group and np.array_equal(rec.reward, twin.reward) and np.array_equal(rec.cost, twin.cost)
+    assert len(agg.read_robustness([tmp_path / "docs"])) == 1
+
 def test_rliable_iqm_of_a_known_score_matrix(agg):
     scores = {"a": np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 100.0]]), "b": np.full((3, 2), 7.0)}
     out = agg.iqm_with_ci(scores, reps=500, seed=0)
@@ -147,3 +167,42 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     for png in ("curves_navigation.png", "curves_velocity.png", "ablation-delta__SafetyHopperVelocity-v1.png",
                 "robustness__SafetyCarGoal1-v0.png"):
         assert (out_dir / png).stat().st_size > 10_000, png
+
+
+def test_ablation_labels_are_those_benchmark_run_gives(agg):
+    run = load_script(ROOT / "benchmark" / "run.py")
+    labels = {r.label for preset in ("ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components")
+              for r in run.preset_runs(preset)}
+    ours = {*agg.DELTA_LABELS.values(), *agg.LAMBDA2_LABELS, *agg.UNSAFE_LABELS, agg.NO_JOINT_LABEL, agg.NO_EXCLUSION_LABEL}
+    assert ours <= labels, ours - labels
+
+
+def test_ablation_and_robustness_claims_on_runs_built_to_agree_or_disagree(agg, tmp_path):
+    env, ten = "SafetyHopperVelocity-v1", range(10)
+    for seed in (0, 1):
+        kw = dict(stamp=seed)
+        write_run(tmp_path, f"main{seed}", env, "strpo", seed, [100 + 10 * i for i in ten], [1] * 10, **kw)
+        ablation = [("ablation-delta", agg.DELTA_LABELS["1e-2"], [100 + 10 * i for i in ten], [1] * 10),
+                    ("ablation-delta", agg.DELTA_LABELS["1e-4"], [100 + 5 * i for i in ten], [1, 40, 9] + [1] * 7),
+                    ("ablation-delta", agg.DELTA_LABELS["decoupled"], [300 + 10 * i for i in ten], [1] * 10),
+                    ("ablation-components", agg.NO_JOINT_LABEL, [100 + 10 * i for i in ten], [5] * 10),
+                    ("ablation-components", agg.NO_EXCLUSION_LABEL, [50 + 5 * i for i in ten], [1] * 10)]
+        for k, (group, label, rewards, costs) in enumerate(ablation):
+            write_run(tmp_path, f"{group}{k}_{seed}", env, "strpo", seed, [r + seed for r in rewards], costs,
+                      group=group, label=label, **kw)
+    records, _ = agg.load_records([tmp_path])
+    text = "\n".join(agg.ablation_claims(records, None))
+    assert "peak of the seed-mean cost curve 40.0 with δ = 1e-4 against 1.0" in text
+    lines = {line.split(":")[0]: line for line in text.splitlines()}
+    assert "(agrees)" in next(v for k, v in lines.items() if "transient cost spike" in v)
+    assert "disagrees" in next(v for v in lines.values() if "decoupled" in v)  # reward 300 higher: outside the spread
+    assert "(x5.0; agrees" in next(v for v in lines.values() if "drastically" in v)
+    assert "disagrees" in next(v for v in lines.values() if "reasonably good" in v)  # 95 vs 190: under 80%
+    robust = {"SafetyCarGoal1-v0": {"strpo": {0.0: {"cost": 5.0}, 0.4: {"cost": 30.0}, 1.0: {"cost": 20.0}}},
+              "SafetyCarCircle1-v0": {"strpo": {0.0: {"cost": 1.0, "reward": 5.0}, 1.0: {"cost": 3.0, "reward": 1.0}},
+                                      "cpo": {0.0: {"cost": 50.0, "reward": 9.0}, 1.0: {"cost": 60.0, "reward": 2.0}}}}
+    circle, goal = agg.robustness_claims(robust)
+    assert "cost 2.0 is lower than that of 1 of 1 baselines" in circle and "(agrees on the cost)" in circle
+    assert "peaks at α = 0.4" in goal and "(agrees" in goal
+    robust["SafetyCarGoal1-v0"]["strpo"][1.0]["cost"] = 31.0
+    assert "(disagrees" in agg.robustness_claims(robust)[1]
