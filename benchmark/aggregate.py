@@ -33,7 +33,7 @@ else its config.json (exp_name, env_id, seed, total_timesteps; group `main`), el
 `{env_id}__{exp_name}__{seed}__{time}`. It works with any subset of runs and says what is missing from
 the matrices of benchmark/run.py.
 
-    python benchmark/aggregate.py --publish                          # copy finished runs to docs/runs/matrix first
+    python benchmark/aggregate.py --publish                          # finished runs -> docs/runs/matrix -> docs/
     python benchmark/aggregate.py                                    # runs/matrix + docs/runs/matrix -> docs/
     python benchmark/aggregate.py --inputs runs/matrix my_runs/ --final-epochs 3 --out-md /tmp/r.md --out-dir /tmp/r
 """
@@ -81,7 +81,8 @@ class Args:
     """folders searched (recursively) for progress.csv and robustness.csv; missing folders are skipped"""
     publish: bool = False
     """first copy every finished run of the first input folder (run.json, config.json, progress.csv, and a
-    robustness run's attack/robustness.csv) into --publish-dir, the record that is committed"""
+    robustness run's attack/robustness.csv) into --publish-dir, the record that is committed, then build the
+    page from that record alone (so a clone regenerates the same page)"""
     publish_dir: str = "docs/runs/matrix"
     """where --publish copies the runs, keeping their two-level layout (NAME/run.json, NAME/<run>/progress.csv)"""
     out_md: str = "docs/results.md"
@@ -695,6 +696,7 @@ def main(args: Args) -> Path:
         publish_dir = Path(args.publish_dir) if Path(args.publish_dir).is_absolute() else ROOT / args.publish_dir
         copied = publish_runs(inputs[0], publish_dir)
         print(f"published {len(copied)} finished run(s) of {shown(inputs[0])} to {shown(publish_dir)}")
+        inputs = [publish_dir]
     records, notes = load_records(inputs)
     robust_rows = read_robustness(inputs)
     main_recs = [r for r in records if r.group == "main"]
