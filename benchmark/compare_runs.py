@@ -4,9 +4,11 @@ A group is every run folder (holding a progress.csv) whose name is the same once
 `__seed<K>` is removed, e.g. strpo__SafetyHopperVelocity-v1__k4__seed0 .. seed2 form the group
 strpo__SafetyHopperVelocity-v1__k4. Final = mean of the last 3 epochs of ep_ret / ep_cost per run
 (epochs without a finished episode skipped), then mean ± std (ddof 1) over the group's seeds; mean
-cost = mean episode cost over all epochs of a run, then over seeds. Prints a Markdown table.
+cost = mean episode cost over all epochs of a run, then over seeds. Prints a Markdown table and, for
+exactly two groups, each measure's difference (second - first) with its standard error
+sqrt(s1^2/n1 + s2^2/n2) and their ratio; `--out FILE` also writes that text to FILE.
 
-    python benchmark/compare_runs.py docs/runs/fisher-subsample
+    python benchmark/compare_runs.py docs/runs/fisher-subsample --out benchmark/results/fisher_subsample.md
 """
 from __future__ import annotations
 
@@ -32,14 +34,16 @@ def mean_std(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="folder whose subfolders are run records (progress.csv each)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the output to this file")
     args = parser.parse_args()
     groups: dict[str, list[Path]] = {}
     for path in sorted(args.folder.glob("*/progress.csv")):
         groups.setdefault(re.sub(r"__seed\d+$", "", path.parent.name), []).append(path)
     if not groups:
         raise SystemExit(f"error: no */progress.csv under {args.folder}")
-    print("| runs | seeds | epochs | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["| runs | seeds | epochs | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |",
+             "|---|---|---|---|---|---|---|"]
+    measures = {}
     for name, paths in groups.items():
         finals, costs, means, epochs = [], [], [], []
         for path in paths:
@@ -50,7 +54,22 @@ def main() -> None:
             means.append(float(np.nanmean(cost)))
             epochs.append(len(rows))
         per_seed = ", ".join(f"{r:.0f} / {c:.1f}" for r, c in zip(finals, costs))
-        print(f"| {name} | {len(paths)} | {min(epochs)} | {mean_std(finals)} | {mean_std(costs)} | {mean_std(means)} | {per_seed} |")
+        lines.append(f"| {name} | {len(paths)} | {min(epochs)} | {mean_std(finals)} | {mean_std(costs)} | {mean_std(means)} | {per_seed} |")
+        measures[name] = {"final reward": finals, "final cost": costs, "mean cost": means}
+    if len(measures) == 2 and all(len(v["final cost"]) > 1 for v in measures.values()):
+        (first, a), (second, b) = measures.items()
+        parts = []
+        for key in a:
+            diff = float(np.mean(b[key]) - np.mean(a[key]))
+            se = float(np.sqrt(np.var(a[key], ddof=1) / len(a[key]) + np.var(b[key], ddof=1) / len(b[key])))
+            parts.append(f"{key} {diff:+.1f} ± {se:.1f} ({abs(diff) / se:.1f} standard errors)" if se > 0
+                         else f"{key} {diff:+.1f}")
+        lines += ["", f"Difference {second} − {first}, ± its standard error: " + "; ".join(parts) + "."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

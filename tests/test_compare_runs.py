@@ -25,3 +25,17 @@ def test_groups_by_name_and_takes_the_last_three_epochs(tmp_path):
     # finals: 20 and 40 -> 30 ± 14.1; costs: 2 and 3.5 (nan skipped) -> 2.8 ± 1.1
     assert "| 2 | 5 | 30.0 ± 14.1 | 2.8 ± 1.1 |" in k4 and "20 / 2.0, 40 / 3.5" in k4
     assert "| algo__k1 | 1 | 5 | 5.0 ± 0.0 | 0.0 ± 0.0 |" in out
+
+
+def test_two_groups_get_their_difference_and_its_standard_error(tmp_path):
+    write_run(tmp_path / "runs" / "a__k1__seed0", [10] * 3, [1] * 3)
+    write_run(tmp_path / "runs" / "a__k1__seed1", [20] * 3, [3] * 3)
+    write_run(tmp_path / "runs" / "a__k4__seed0", [40] * 3, [2] * 3)
+    write_run(tmp_path / "runs" / "a__k4__seed1", [60] * 3, [2] * 3)
+    out_file = tmp_path / "out.md"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmark" / "compare_runs.py"), str(tmp_path / "runs"),
+                          "--out", str(out_file)], capture_output=True, text=True, check=True).stdout
+    # rewards 15 vs 50: +35; variances 50 and 200 over 2 seeds each -> se = sqrt(25 + 100) = 11.18
+    assert "final reward +35.0 ± 11.2 (3.1 standard errors)" in out
+    assert "final cost +0.0 ± 1.0 (0.0 standard errors)" in out
+    assert out_file.read_text() == out
