@@ -10,6 +10,8 @@ episode (NaN) are skipped in the means.
     python benchmark/parity_table.py
     python benchmark/parity_table.py --ours docs/runs/parity-hopper-450k --omnisafe ../shared/peer-runs/omnisafe-hopper-450k
     python benchmark/parity_table.py --variants docs/runs/parity-hopper-450k/cpo-variants   # single-seed CPO variants
+    # the same comparison on benchmark/run.py's records (the main matrix's Hopper runs, current code):
+    python benchmark/parity_table.py --matrix docs/runs/matrix --out benchmark/results/parity_matrix.md
 """
 from __future__ import annotations
 
@@ -66,6 +68,9 @@ def main() -> None:
     parser.add_argument("--omnisafe", type=Path, default=ROOT.parent / "shared" / "peer-runs" / "omnisafe-hopper-450k")
     parser.add_argument("--env-id", default="SafetyHopperVelocity-v1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--matrix", type=Path, default=None,
+                        help="read ours from benchmark/run.py's layout instead: <env>__<script>__<k>/<run>/progress.csv")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--variants", type=Path, default=None,
                         help="instead: one row per run folder under this folder (e.g. the cpo-variants records)")
     args = parser.parse_args()
@@ -73,23 +78,31 @@ def main() -> None:
         variants_table(args.variants)
         return
 
-    print("| algorithm | implementation | seeds | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |")
-    print("|---|---|---|---|---|---|---|")
+    def ours(script: str) -> list[Path]:
+        if args.matrix is None:
+            return [args.ours / f"{script}__{args.env_id}__seed{k}" / "progress.csv" for k in args.seeds]
+        return [p for k in args.seeds for p in sorted((args.matrix / f"{args.env_id}__{script}__{k}").glob("*/progress.csv"))[-1:]]
+
+    lines = ["| algorithm | implementation | seeds | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |",
+             "|---|---|---|---|---|---|---|"]
     for script, algo in PAIRS:
         for label, paths, keys in (
-            (f"ours (`baselines/{script}.py`)",
-             [args.ours / f"{script}__{args.env_id}__seed{k}" / "progress.csv" for k in args.seeds], ("ep_ret", "ep_cost")),
+            (f"ours (`baselines/{script}.py`)", ours(script), ("ep_ret", "ep_cost")),
             ("OmniSafe 0.5.0", [args.omnisafe / f"{algo}_seed-{k:03d}.csv" for k in args.seeds],
              ("Metrics/EpRet", "Metrics/EpCost")),
         ):
             found = [p for p in paths if p.is_file()]
             if not found:
-                print(f"| {algo} | {label} | 0 | (no runs) | | | |")
+                lines.append(f"| {algo} | {label} | 0 | (no runs) | | | |")
                 continue
             s = summarise([read_columns(p, *keys) for p in found])
             per_seed = ", ".join(f"{r:.0f} / {c:.1f}" for r, c in s["per_seed"])
-            print(f"| {algo} | {label} | {s['n']} | {s['final_ret'][0]:.0f} ± {s['final_ret'][1]:.0f} | "
-                  f"{s['final_cost'][0]:.1f} ± {s['final_cost'][1]:.1f} | {s['mean_cost'][0]:.1f} ± {s['mean_cost'][1]:.1f} | {per_seed} |")
+            lines.append(f"| {algo} | {label} | {s['n']} | {s['final_ret'][0]:.0f} ± {s['final_ret'][1]:.0f} | "
+                         f"{s['final_cost'][0]:.1f} ± {s['final_cost'][1]:.1f} | {s['mean_cost'][0]:.1f} ± {s['mean_cost'][1]:.1f} | {per_seed} |")
+    print("\n".join(lines))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
