@@ -501,7 +501,9 @@ def claims(table: list[dict]) -> list[str]:
                      f"sTRPO's final cost is {s['final_cost_mean']:.1f} ± {s['final_cost_std']:.1f} "
                      f"({'agrees: at most' if near_zero else 'disagrees: above'} {COST_NEAR_ZERO:g}, 10% of the limit); "
                      f"{in_band} of {len(base)} baselines end between 15 and 30; sTRPO ends lower than "
-                     f"{lower} of {len(base)}.")
+                     f"{lower} of {len(base)}. Rewards, for context: sTRPO {s['final_reward_mean']:.0f}, the "
+                     f"baselines {min(r['final_reward_mean'] for r in base):.0f} to "
+                     f"{max(r['final_reward_mean'] for r in base):.0f}.")
     env = "SafetyCarGoal1-v0"
     s = by.get((env, "strpo"))
     base = [r for (e, a), r in by.items() if e == env and a != "strpo"]

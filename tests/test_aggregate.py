@@ -158,6 +158,9 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     assert "| CPO | 5.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 |" in md
     assert "IQM normalised reward" in md and "| CPO | 3 |" in md and "P(sTRPO cost < baseline)" in md
     assert "SafetyCarGoal1-v0, \"about half the next best baseline's cost" in md and "ratio 0.07 (agrees" in md
+    # Hopper: sTRPO's last-epoch cost 2.0 (at most 2.5: agrees), the only baseline (CPO) at 30, the band's top
+    assert ("sTRPO's final cost is 2.0 ± 1.6 (agrees: at most 2.5, 10% of the limit); 1 of 1 baselines end between "
+            "15 and 30; sTRPO ends lower than 1 of 1. Rewards, for context: sTRPO 20, the baselines 5 to 5.") in md
     assert "| δ = 1e-4 |" in md and "sTRPO (main, default flags)" in md
     assert "4 episodes per rate" in md
     rows = {(r["env_id"], r["algo"]): r for r in csv.DictReader(open(out_dir / "results_main.csv"))}
