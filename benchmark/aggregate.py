@@ -62,6 +62,7 @@ DELTA_LABELS = {"1e-2": "δ = 1e-2", "1e-4": "δ = 1e-4", "decoupled": "δ1 = 1e
 LAMBDA2_LABELS = ("λ2 = 0.01 (fixed)", "λ2 = 1.0 (fixed)")
 UNSAFE_LABELS = ("π_unsafe: CVaR critic (DTRPO)", "π_unsafe: mean critic (TRPO)")
 NO_JOINT_LABEL, NO_EXCLUSION_LABEL = "no joint advantage", "no exclusion (λ2 = 0)"
+MULTIPLIER_COLUMNS = ("lagrange_multiplier", "lambda_cost")  # the multiplier's column in the scripts' progress.csv
 DRASTIC = 2.0  # ablation claims: "cost increased drastically" read as at least twice the default's mean cost
 REASONABLY_WELL = 0.8  # "performance reasonably well" read as at least 80% of the default's final reward
 COST_NEAR_ZERO = 2.5  # claims: "cost about zero" read as a final cost below 10% of the cost limit
@@ -112,6 +113,7 @@ class Record:
     cost_limit: float = DEFAULT_COST_LIMIT
     seconds: float = float("nan")  # time_elapsed of the last row
     wall: tuple = (None, None)  # run.json's started_at / ended_at (unix time) of the attempt that wrote it
+    multiplier_max: float = float("nan")  # largest Lagrange multiplier logged (lagrange_multiplier or lambda_cost)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,7 +187,9 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
             rec = Record(path=path, env_id=meta["env_id"], group=meta["group"], label=meta["label"],
                          seed=meta["seed"], step=data["global_step"], reward=data["ep_ret"], cost=data["ep_cost"],
                          planned_steps=meta["planned_steps"], cost_limit=meta["cost_limit"], wall=meta["wall"],
-                         seconds=float(data["time_elapsed"][-1]) if "time_elapsed" in data else float("nan"))
+                         seconds=float(data["time_elapsed"][-1]) if "time_elapsed" in data else float("nan"),
+                         multiplier_max=max((float(np.nanmax(data[k])) for k in MULTIPLIER_COLUMNS if k in data),
+                                            default=float("nan")))
             key = (rec.group, rec.env_id, rec.label, rec.seed)
             if key not in best or rec.step[-1] > best[key].step[-1]:
                 best[key] = rec
@@ -538,6 +542,29 @@ def same_within_spread(a: dict, b: dict, key: str) -> bool:
     return abs(a[key + "_mean"] - b[key + "_mean"]) < max(a[key + "_std"], b[key + "_std"])
 
 
+def identical_runs(records: list[Record]) -> list[str]:
+    """Pairs of algorithms whose runs on a task have the same reward and cost in every epoch for every seed:
+    e.g. two Lagrangian PPOs whose multiplier never left 0 reduce to the same update."""
+    lines = []
+    for env in sorted({r.env_id for r in records}):
+        runs = group_by_label([r for r in records if r.env_id == env])
+        labels = sorted(runs, key=sort_key)
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                ra, rb = runs[a], runs[b]
+                if [r.seed for r in ra] != [r.seed for r in rb]:
+                    continue
+                if all(np.array_equal(x.reward, y.reward, equal_nan=True) and np.array_equal(x.cost, y.cost, equal_nan=True)
+                       for x, y in zip(ra, rb)):
+                    top = np.nanmax([r.multiplier_max for r in ra + rb]) if any(r.multiplier_max == r.multiplier_max
+                                                                                for r in ra + rb) else float("nan")
+                    why = (f"; the largest Lagrange multiplier any of these runs logged is {top:g}, so the constraint "
+                           "never acted and both ran the same unconstrained update" if top == top else "")
+                    lines.append(f"- {env}: {DISPLAY.get(a, a)} and {DISPLAY.get(b, b)} have identical reward and cost "
+                                 f"in every epoch of every seed{why}.")
+    return lines
+
+
 def ablation_claims(records: list[Record], final_epochs: Optional[int]) -> list[str]:
     """Appendix C's claims that concern the ablation task of benchmark/run.py (the velocity task Hopper), each
     checked on the runs; claims about other tasks are listed as not measured."""
@@ -774,6 +801,9 @@ def main(args: Args) -> Path:
     else:
         md += ["No task has runs of every algorithm yet: no aggregate scores."]
 
+    same = identical_runs(main_recs)
+    if same:
+        md += ["", "Identical runs (checked epoch by epoch):", ""] + same
     md += ["", "## Paper claims against these runs", "",
            f"Final values as in the tables; \"about zero\" read as at most {COST_NEAR_ZERO:g} (10% of the limit).", ""]
     md += claims(table)

@@ -209,3 +209,18 @@ def test_ablation_and_robustness_claims_on_runs_built_to_agree_or_disagree(agg, 
     assert "peaks at α = 0.4" in goal and "(agrees" in goal
     robust["SafetyCarGoal1-v0"]["strpo"][1.0]["cost"] = 31.0
     assert "(disagrees" in agg.robustness_claims(robust)[1]
+
+
+def test_identical_runs_of_two_algorithms_are_reported_with_their_multiplier(agg, tmp_path):
+    env = "SafetyAntVelocity-v1"
+    for seed in (0, 1):
+        for algo in ("ppo_lag", "cppo_pid", "cup"):
+            rewards = [seed + i + (algo == "cup") for i in range(5)]
+            sub = write_run(tmp_path, f"{env}__{algo}__{seed}", env, algo, seed, rewards, [1] * 5)
+            with open(sub / "progress.csv") as f:
+                rows = list(csv.reader(f))
+            with open(sub / "progress.csv", "w", newline="") as f:
+                csv.writer(f).writerows([rows[0] + ["lagrange_multiplier"]] + [r + ["0.0"] for r in rows[1:]])
+    records, _ = agg.load_records([tmp_path])
+    (line,) = agg.identical_runs(records)
+    assert line.startswith(f"- {env}: PPO-Lag and CPPO-PID have identical reward and cost") and "is 0," in line
