@@ -333,12 +333,12 @@ def is_navigation_task(env_id: str) -> bool:
 def without_skybox(env):
     """A navigation env whose resets compile the MuJoCo world without its skybox.
 
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and almost
-    all of that ~1.1 s goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Without it a reset takes ~0.02 s, and random actions on one env run
-    (3 episodes, 2 cores shared with a training run) CarCircle1 ~250 -> ~2,400 steps/s, CarGoal1
-    ~380 -> ~1,300. Observations, rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and velocity tasks (no world rebuild), are
-    returned unchanged."""
+    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
+    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
+    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
+    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
+    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
+    velocity tasks (no world rebuild), are returned unchanged."""
     import re
 
     import gymnasium

@@ -36,8 +36,9 @@ CPU needs: navigation tasks (ids with Goal, Circle, Button or Push, not Velocity
 async subprocesses (the scripts' `--vector-mode auto`) and reserve `--nav-cpus` CPUs; velocity tasks
 (sync envs) and everything with `--vector-mode sync` reserve one. The default is 1: since the scripts
 skip the skybox at reset (`without_skybox`), an async navigation run no longer waits on its envs,
-and two side by side on 2 cores ran 2 x ~1,050 steps/s (SafetyCarCircle1-v0, strpo.py) against
-~1,480 for one alone with both cores; `--nav-cpus 2` gives each run its own two.
+and two side by side on 2 cores train more steps per second in total than one given both (compare
+the sps column of the navigation runs in docs/runs/matrix/, run two at a time, with the single-run
+rows of benchmark/results/throughput.md); `--nav-cpus 2` gives each run its own two.
 
 Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation tasks 300k):
 - main: the nine algorithms (sTRPO + 8 baselines) x the four paper tasks;
@@ -85,8 +86,8 @@ PAPER_TASKS = ("SafetyCarCircle1-v0", "SafetyCarGoal1-v0", "SafetyAntVelocity-v1
 NAVIGATION_TASKS = ("SafetyCarCircle1-v0", "SafetyCarGoal1-v0")
 ABLATION_TASK = "SafetyHopperVelocity-v1"
 SEEDS = (0, 1, 2)
-# Budget this machine finishes (issue 15's proposal), set when navigation runs were env-bound at ~600
-# steps/s; since without_skybox they train at ~600 (CarGoal1) to ~1,000 (CarCircle1) steps/s each, two at a time.
+# Budget this machine finishes (issue 15's proposal), set when navigation runs were env-bound; since
+# without_skybox they are 2-3x faster (benchmark/results/throughput.md).
 VELOCITY_STEPS = 450_000
 NAVIGATION_STEPS = 300_000
 STEPS_PER_EPOCH = 15_000  # the paper's epoch (5.2) and every script's default
