@@ -704,10 +704,26 @@ def markdown_table(rows: list[dict], label_title: str = "algorithm") -> list[str
     return out
 
 
-def budget_lines(records: list[Record]) -> list[str]:
+def sweep_walls(inputs: list[Path]) -> list[tuple[float, float]]:
+    """(started_at, ended_at) from the run.json of every finished robustness run (NAME/attack/robustness.csv)."""
+    walls = []
+    for folder in inputs:
+        for csv_path in sorted(folder.rglob("attack/robustness.csv")) if folder.is_dir() else []:
+            record = csv_path.parent.parent / "run.json"
+            try:
+                run = json.loads(record.read_text()) if record.is_file() else {}
+            except json.JSONDecodeError:
+                run = {}
+            if run.get("started_at") and run.get("ended_at"):
+                walls.append((float(run["started_at"]), float(run["ended_at"])))
+    return walls
+
+
+def budget_lines(records: list[Record], sweeps: list[tuple[float, float]] = ()) -> list[str]:
+    """The span of the matrix, each task's budget and training time, and the time per preset."""
     lines = []
-    starts = [r.wall[0] for r in records if r.wall[0]]
-    ends = [r.wall[1] for r in records if r.wall[1]]
+    starts = [r.wall[0] for r in records if r.wall[0]] + [s for s, _ in sweeps]
+    ends = [r.wall[1] for r in records if r.wall[1]] + [e for _, e in sweeps]
     if starts and ends:
         lines.append(f"- wall-clock span of the runs (benchmark/run.py's run.json): from "
                      f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(min(starts)))} to "
@@ -721,6 +737,15 @@ def budget_lines(records: list[Record]) -> list[str]:
         lines.append(f"- {env}: {len(recs)} runs, planned budget {', '.join(f'{p:,}' for p in planned) or 'unknown'} "
                      f"steps per run, first epoch {', '.join(f'{e:,}' for e in epochs)} steps; "
                      f"{hours:.1f} h of training wall time in total (sum of the runs' time_elapsed).")
+    hours = {"main": np.nansum([r.seconds for r in records if r.group == "main"]) / 3600,
+             "ablations": np.nansum([r.seconds for r in records if r.group != "main"]) / 3600}
+    parts = [f"{name} {h:.1f} h" for name, h in hours.items() if h > 0]
+    if sweeps:
+        parts.append(f"robustness {sum(e - s for s, e in sweeps) / 3600:.1f} h ({len(sweeps)} sweep{'s' if len(sweeps) > 1 else ''}, run.json's "
+                     "start to end)")
+    if parts:
+        total = sum(hours.values()) + sum(e - s for s, e in sweeps) / 3600
+        lines.append(f"- time by preset, one core per run: {', '.join(parts)}; {total:.1f} core-hours in all.")
     return lines
 
 
@@ -755,7 +780,7 @@ def main(args: Args) -> Path:
         md += [f"Planned by benchmark/run.py's presets: {runner.VELOCITY_STEPS:,} steps per run on the velocity "
                f"tasks, {runner.NAVIGATION_STEPS:,} on the navigation tasks, {runner.STEPS_PER_EPOCH:,}-step epochs, "
                f"seeds {', '.join(map(str, runner.SEEDS))} (the paper's text gives no total budget). Found:", ""]
-    md += budget_lines(records) or ["- no run found."]
+    md += budget_lines(records, sweep_walls(inputs)) or ["- no run found."]
     md += ["", f"A run's final reward (cost) is {final_text} of `ep_ret` (`ep_cost`), the mean episode reward "
            "(cost) of that epoch; tables give the mean ± std over seeds (population std, ddof=0); curves the "
            "epoch-by-epoch mean ± one std over seeds up to the shortest seed. The mean cost over training is the "

@@ -138,6 +138,8 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
                   [3.0] * 10, group="ablation-delta", label="δ = 1e-4")
     attack = runs / "SafetyCarGoal1-v0__robustness__0" / "attack"
     attack.mkdir(parents=True)
+    (attack.parent / "run.json").write_text(json.dumps({"group": "robustness", "started_at": 1.7e9 + 3600,
+                                                        "ended_at": 1.7e9 + 3600 + 1800}))
     with open(attack / "robustness.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["checkpoint", "algo", "env_id", "rate", "episodes", "reward_mean",
                                           "cost_mean"])
@@ -152,7 +154,10 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     md = out_md.read_text()
     assert md.startswith("<!-- do not edit; produced by benchmark/aggregate.py -->")
     assert "10,000 steps per run" in md and "## What is missing" in md
-    assert "wall-clock span of the runs (benchmark/run.py's run.json): from 2023-11-14 22:13 to 2023-11-14 23:13 UTC, 1.0 h" in md
+    assert "wall-clock span of the runs (benchmark/run.py's run.json): from 2023-11-14 22:13 to 2023-11-14 23:43 UTC, 1.5 h" in md
+    # 12 main runs and 2 ablation runs of 100 s each (time_elapsed), one 30-min sweep (run.json)
+    assert ("- time by preset, one core per run: main 0.3 h, ablations 0.1 h, robustness 0.5 h (1 sweep, run.json's "
+            "start to end); 0.9 core-hours in all.") in md
     assert "main: 96 of 108 runs not found" in md and "SafetyAntVelocity-v1 CPO (seeds 0 1 2)" in md and "nowhere does not exist" in md
     assert "| sTRPO | 20.0 ± 8.2 | 2.0 ± 1.6 | 2.5 ± 1.6 | 10,000 | 3 (0 1 2) |" in md
     assert "| CPO | 5.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 |" in md
