@@ -163,7 +163,7 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     assert "| CPO | 5.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 |" in md
     assert "IQM normalised reward" in md and "| CPO | 3 |" in md and "P(sTRPO cost < baseline)" in md
     assert ("SafetyCarGoal1-v0, \"about half the next best baseline's cost at comparable reward\": sTRPO's final cost "
-            "is 2.0 at reward 20.0 ± 8.2; no baseline ends at a comparable reward") in md  # CPO ends at reward 5
+            "is 2.0 ± 1.6 at reward 20.0 ± 8.2; no baseline ends at a comparable reward") in md  # CPO ends at reward 5
     # Hopper: sTRPO's last-epoch cost 2.0 (at most 2.5: agrees), the only baseline (CPO) at 30, the band's top
     assert ("sTRPO's final cost is 2.0 ± 1.6 (agrees: at most 2.5, 10% of the limit); 1 of 1 baselines end between "
             "15 and 30; sTRPO ends lower than 1 of 1. Rewards, for context: sTRPO 20, the baselines 5 to 5.") in md
@@ -188,10 +188,10 @@ def test_the_goal_claim_compares_with_the_lowest_cost_baseline_at_comparable_rew
              row("cup", 21.5, 1.0, 18.0),  # 1.5 above: comparable, and the lowest cost of those
              row("focops", 30.0, 3.0, 2.0)]  # 10 above: not comparable either
     goal = next(line for line in agg.claims(table) if "SafetyCarGoal1-v0" in line)
-    assert "of the 2 baseline(s) at comparable reward" in goal and "CUP's, 18.0 at reward 21.5: ratio 0.56 (disagrees" in goal
+    assert "of the 2 baseline(s) at comparable reward" in goal and "CUP's, 18.0 ± 0.0 at reward 21.5: ratio 0.56 of the seed means (disagrees" in goal
     table[3]["final_cost_mean"] = 25.0
     goal = next(line for line in agg.claims(table) if "SafetyCarGoal1-v0" in line)
-    assert "CUP's, 25.0 at reward 21.5: ratio 0.40 (agrees" in goal
+    assert "CUP's, 25.0 ± 0.0 at reward 21.5: ratio 0.40 of the seed means (agrees" in goal
     goal = next(line for line in agg.claims([table[0], table[2], table[4]]) if "SafetyCarGoal1-v0" in line)
     assert "no baseline ends at a comparable reward" in goal and "the closest, PCPO, ends at reward 15.0 with cost 1.0" in goal
 
