@@ -39,6 +39,7 @@ the matrices of benchmark/run.py.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -325,12 +326,25 @@ def score_matrices(records: list[Record], final_epochs: Optional[int]) -> tuple[
     return reward, cost, tasks, norm
 
 
+@contextlib.contextmanager
+def global_numpy_seed(seed: int):
+    """rliable 1.2.0's stratified bootstraps draw their resampling indices from numpy's global RNG
+    (`np.random.choice` in `update_indices`), not from the `random_state` they are given, so that alone
+    leaves the CIs different on every call. Seed the global RNG for the call and restore it after."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def iqm_with_ci(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, tuple[float, float, float]]:
     """rliable: IQM and its stratified-bootstrap 95% CI, per algorithm ({algo: (iqm, low, high)})."""
     from rliable import library as rly
     from rliable import metrics
 
-    with warnings.catch_warnings():  # arch warns that rliable still passes a RandomState
+    with warnings.catch_warnings(), global_numpy_seed(seed):  # arch warns that rliable passes a RandomState
         warnings.simplefilter("ignore", FutureWarning)
         point, interval = rly.get_interval_estimates(
             scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
@@ -343,7 +357,7 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, reps: int, seed: in
     from rliable import library as rly
     from rliable import metrics
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), global_numpy_seed(seed):
         warnings.simplefilter("ignore", FutureWarning)
         point, interval = rly.get_interval_estimates(
             {"pair": (x, y)}, metrics.probability_of_improvement, reps=reps,
@@ -647,6 +661,19 @@ def ablation_claims(records: list[Record], final_epochs: Optional[int]) -> list[
     return lines
 
 
+def full_attack_line(by_algo: dict) -> Optional[str]:
+    """At alpha = 1 no action comes from the policy, and robustness_attack.py seeds the attack stream from
+    (seed, rate) alone, so every checkpoint must play the same episodes: a check of the sweep itself."""
+    at_one = [v[1.0] for v in by_algo.values() if 1.0 in v]
+    if len(at_one) < 2:
+        return None
+    same = all(v["reward"] == at_one[0]["reward"] and v["cost"] == at_one[0]["cost"] for v in at_one)
+    return (f"At α = 1 every action is random and the attack stream depends only on the seed, so all "
+            f"{len(at_one)} algorithms should play the same episodes there: "
+            + ("they do (equal reward and cost)." if same else "they do not (unequal reward or cost): the sweep "
+               "is suspect."))
+
+
 def robustness_claims(robust: dict) -> list[str]:
     """Appendix D's two navigation claims, checked on the robustness sweeps."""
     lines = []
@@ -895,6 +922,8 @@ def main(args: Args) -> Path:
                      if a in by_algo[algo] else "" for a in rates]
             md += [f"| {DISPLAY.get(algo, algo)} | " + " | ".join(cells) + " |"]
         md += [""]
+        check = full_attack_line(by_algo)
+        md += [check, ""] if check else []
         write_csv(out_dir / f"robustness__{env}.csv", [
             {"env_id": env, "algo": algo, "rate": a, **{k: v for k, v in vals.items() if k != "episodes"}}
             for algo, by_rate in by_algo.items() for a, vals in sorted(by_rate.items())])

@@ -116,6 +116,21 @@ def test_rliable_probability_of_improvement_of_known_runs(agg):
     assert agg.probability_of_improvement(np.array([[0.0], [2.0]]), np.array([[1.0], [1.0]]), 200, 0)[0] == 0.5
 
 
+def test_rliable_intervals_are_reproducible_from_the_seed_and_leave_numpy_global_rng_alone(agg):
+    rng = np.random.default_rng(1)
+    scores = {"a": rng.random((3, 4)), "b": rng.random((3, 4))}
+    x, y = rng.random((3, 4)), rng.random((3, 4))
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    first = agg.iqm_with_ci(scores, reps=300, seed=0), agg.probability_of_improvement(x, y, 300, 0)
+    np.random.rand(5)  # a different global state must not change the intervals
+    second = agg.iqm_with_ci(scores, reps=300, seed=0), agg.probability_of_improvement(x, y, 300, 0)
+    assert first == second
+    assert agg.iqm_with_ci(scores, reps=300, seed=1) != first[0]  # the seed does drive them
+    np.random.seed(123)
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
 def test_normalised_reward_runs_from_the_initial_policy_to_the_best_run(agg, tmp_path):
     for seed in (0, 1):
         write_run(tmp_path, f"T__strpo__{seed}", "SafetyHopperVelocity-v1", "strpo", seed, [0, 100 + seed], [0, 0])
@@ -233,6 +248,11 @@ def test_ablation_and_robustness_claims_on_runs_built_to_agree_or_disagree(agg, 
     assert "peaks at α = 0.4" in goal and "(agrees" in goal
     robust["SafetyCarGoal1-v0"]["strpo"][1.0]["cost"] = 31.0
     assert "(disagrees" in agg.robustness_claims(robust)[1]
+    circle = robust["SafetyCarCircle1-v0"]
+    assert "they do not" in agg.full_attack_line(circle)  # alpha = 1: cost 3 vs 60
+    circle["cpo"][1.0] = dict(circle["strpo"][1.0])
+    assert "they do (equal reward and cost)" in agg.full_attack_line(circle)
+    assert agg.full_attack_line({"strpo": circle["strpo"]}) is None
 
 
 def test_identical_runs_of_two_algorithms_are_reported_with_their_multiplier(agg, tmp_path):
