@@ -769,12 +769,13 @@ def budget_lines(records: list[Record], sweeps: list[tuple[float, float]] = ()) 
     hours = {"main": np.nansum([r.seconds for r in records if r.group == "main"]) / 3600,
              "ablations": np.nansum([r.seconds for r in records if r.group != "main"]) / 3600}
     parts = [f"{name} {h:.1f} h" for name, h in hours.items() if h > 0]
+    sweep_hours = sum(end - start for start, end in sweeps) / 3600
     if sweeps:
-        parts.append(f"robustness {sum(e - s for s, e in sweeps) / 3600:.1f} h ({len(sweeps)} sweep{'s' if len(sweeps) > 1 else ''}, run.json's "
-                     "start to end)")
+        parts.append(f"robustness {sweep_hours:.1f} h ({len(sweeps)} sweep{'s' if len(sweeps) > 1 else ''}, "
+                     "run.json's start to end)")
     if parts:
-        total = sum(hours.values()) + sum(e - s for s, e in sweeps) / 3600
-        lines.append(f"- time by preset, one core per run: {', '.join(parts)}; {total:.1f} core-hours in all.")
+        lines.append(f"- time by preset, one core per run: {', '.join(parts)}; "
+                     f"{sum(hours.values()) + sweep_hours:.1f} core-hours in all.")
     return lines
 
 
