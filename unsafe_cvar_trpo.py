@@ -7,9 +7,10 @@ eq. (3)-(4), ablation C.2. sTRPO later keeps its own policy away from the policy
                 s.t.        mean_s KL(pi_phi_old(.|s) || pi_phi(.|s)) <= delta          (eq. 3)
 
 `--critic cvar` (default, the paper's DTRPO_Unsafe): a quantile critic Z(s) with N quantiles,
-trained with the quantile-Huber loss on distributional TD targets c_t + gamma * Z(s_{t+1}).
-Its CVaR_alpha value V_CVaR(s) = mean of the upper alpha fraction of quantiles (the high-cost
-tail). The cost advantage is GAE over the CVaR TD residual
+trained with the quantile-Huber loss on multi-step distributional targets, SR(lambda) (Nam et al.
+2021): samples of the lambda-return distribution built backwards from c_t and Z(s_{t+1}). Its
+CVaR_alpha value V_CVaR(s) = mean of the upper alpha fraction of the sorted quantiles (the
+high-cost tail). The cost advantage is GAE over the CVaR TD residual
 
     xi_t = c_t + gamma * V_CVaR(s_{t+1}) - V_CVaR(s_t)                                  (eq. 4)
 
@@ -24,9 +25,12 @@ Choices this file makes where the paper is silent (see SPEC.md sections 3-4):
 - Observation normaliser: running mean/var owned by the agent (saved in the checkpoint). It is
   refreshed with the epoch's raw observations right after the rollout and then held fixed for
   the whole update, so pi_k, the surrogate and the measured KL all see one normaliser.
-- Quantile TD targets are computed once per epoch with the pre-update critic and held fixed
-  during the critic's epochs. A terminated step's target is c_t alone; a truncated one
-  bootstraps from Z(final observation).
+- The SR(lambda) targets (lambda = --critic-lambda, 0.95) are built once per epoch from the critic
+  the rollout used and held fixed during the critic's passes. A terminated step's target is c_t
+  alone; a truncated one bootstraps from Z(final observation). One-step targets (lambda = 0)
+  propagate the cost one step per epoch: after 30 epochs V_CVaR saw ~30 steps ahead (docs/results.md, C.2).
+- progress.csv checks the critic against the cost-to-go the epoch's episodes actually collected
+  (ctg_mean vs value_mean; tail_frac, ctg_tail vs cvar_tail for the upper tail; README, "Critics").
 - `--reward-weight w` (default 0, the paper's objective) makes pi_unsafe maximise c + w * r. The
   velocity costs are sparse for a fresh policy (a random Ant crosses its speed limit about once
   per episode), so a cost-only signal barely moves it; the task reward drives the agent to run,
@@ -138,6 +142,8 @@ class Args:
     """CVaR level: V_CVaR is the mean of the upper alpha fraction of the quantiles"""
     huber_kappa: float = 1.0
     """threshold kappa of the quantile-Huber loss"""
+    critic_lambda: float = 0.95
+    """lambda of the quantile critic's SR(lambda) targets (multi-step); 0 gives one-step targets c + gamma * Z(s')"""
     gamma: float = 0.99
     """discount factor"""
     gae_lambda: float = 0.95
@@ -191,6 +197,8 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
     if args.total_timesteps < args.steps_per_epoch:
         raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    if not 0.0 <= args.critic_lambda <= 1.0:
+        raise SystemExit(f"error: --critic-lambda must lie in [0, 1], got {args.critic_lambda}")
     if not 0.0 < args.cvar_alpha <= 1.0:
         raise SystemExit(f"error: --cvar-alpha must lie in (0, 1], got {args.cvar_alpha}")
     if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1):
@@ -430,9 +438,62 @@ class QuantileCritic(nn.Module):
 
 
 def cvar_from_quantiles(quantiles: torch.Tensor, alpha: float) -> torch.Tensor:
-    """CVaR_alpha of the cost distribution: the mean of its upper alpha fraction of quantiles."""
+    """CVaR_alpha of the cost distribution: the mean of its upper alpha fraction of quantiles
+    (sorted first: a quantile network's outputs may cross)."""
     n_tail = max(1, int(math.ceil(alpha * quantiles.shape[-1])))
     return torch.sort(quantiles, dim=-1).values[..., -n_tail:].mean(-1)
+
+
+def sr_lambda_targets(signal: np.ndarray, next_quantiles: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
+                      gamma: float, lam: float, rng: np.random.Generator) -> np.ndarray:
+    """Multi-step distributional targets by sample replacement, SR(lambda) (Nam et al. 2021, GMAC).
+
+    signal [T, E] per-step cost; next_quantiles [T, E, N] the critic's sorted quantiles of Z(s_{t+1})
+    (of the final observation where an episode was truncated). Going backwards, each of the N target
+    samples of step t is c_t + gamma * X, where X is the matching sample of step t+1's target with
+    probability lam, else the critic's quantile of Z(s_{t+1}): a sample of the lambda-return
+    distribution, a mixture of n-step returns with weights (1 - lam) lam^(n-1). A terminated step
+    bootstraps from 0, a truncated one (and the batch's last step) from Z(s_{t+1}) alone. lam = 0 gives
+    the one-step targets c_t + gamma * Z(s_{t+1}). Returns [T, E, N]."""
+    targets = np.empty_like(next_quantiles)
+    carry = next_quantiles[-1]
+    for t in reversed(range(signal.shape[0])):
+        keep = (rng.random(carry.shape) < lam) & (episode_end[t, :, None] == 0)
+        targets[t] = signal[t, :, None] + gamma * (1.0 - terminated[t, :, None]) * np.where(keep, carry, next_quantiles[t])
+        carry = targets[t]
+    return targets
+
+
+def realised_cost_to_go(signal: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray, gamma: float,
+                        tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Discounted cost-to-go G_t actually collected from each state of a [T, E] batch, and where it is
+    known: the episode terminated inside the batch, or at least H steps of it follow with
+    gamma^H <= tolerance (the unseen rest then weighs at most tolerance of the horizon's sum)."""
+    horizon = math.ceil(math.log(tolerance) / math.log(gamma)) if gamma < 1 else signal.shape[0] + 1
+    ctg, known = np.zeros_like(signal, np.float64), np.zeros(signal.shape, bool)
+    g, steps, exact = np.zeros(signal.shape[1]), np.zeros(signal.shape[1]), np.zeros(signal.shape[1], bool)
+    for t in reversed(range(signal.shape[0])):
+        cont = episode_end[t] == 0
+        g = signal[t] + gamma * cont * g
+        steps = 1 + cont * steps
+        exact = (terminated[t] == 1) | (cont & exact)
+        ctg[t], known[t] = g, exact | (steps >= horizon)
+    return ctg, known
+
+
+def calibration(quantiles: torch.Tensor, ctg: np.ndarray, alpha: float) -> dict:
+    """progress.csv's check of the critic against the realised cost-to-go G of the same states
+    (sorted quantiles [B, N], or the mean critic's values [B, 1]; G [B]). Calibrated: value_mean =
+    ctg_mean; a fraction alpha of the states has G above its VaR_{1-alpha}(s) (the boundary of the
+    upper alpha quantiles), and on those states the mean G equals the mean V_CVaR(s)."""
+    out = {"ctg_mean": float(ctg.mean()) if len(ctg) else float("nan"),
+           "value_mean": float(quantiles.mean()) if len(ctg) else float("nan")}
+    q, n_tail = quantiles.numpy(), max(1, int(math.ceil(alpha * quantiles.shape[-1])))
+    if len(ctg) == 0 or n_tail == q.shape[1]:  # no tail boundary (mean critic, or alpha = 1)
+        return {**out, "tail_frac": float("nan"), "ctg_tail": float("nan"), "cvar_tail": float("nan")}
+    tail = ctg > (q[:, -n_tail - 1] + q[:, -n_tail]) / 2
+    return {**out, "tail_frac": float(tail.mean()), "ctg_tail": float(ctg[tail].mean()) if tail.any() else float("nan"),
+            "cvar_tail": float(q[tail, -n_tail:].mean()) if tail.any() else float("nan")}
 
 
 def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float) -> torch.Tensor:
@@ -970,11 +1031,6 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         obs_rms.load_state_dict(init_rms.state_dict())
         start_step = int(init_meta["global_step"])
 
-    def cost_value(norm_obs: torch.Tensor) -> torch.Tensor:
-        """V(s) that drives the GAE: V_CVaR (eq. 4) or the mean critic."""
-        out = critic(norm_obs)
-        return cvar_from_quantiles(out, args.cvar_alpha) if args.critic == "cvar" else out.squeeze(-1)
-
     # one epoch's experience, in arrays allocated once
     num_steps = args.steps_per_epoch // args.num_envs
     batch_size = num_steps * args.num_envs
@@ -1007,12 +1063,21 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         b_obs = obs_rms.normalize(torch.as_tensor(roll.obs.reshape(-1, obs_dim)))
         b_next_obs = obs_rms.normalize(torch.as_tensor(roll.next_obs.reshape(-1, obs_dim)))
         b_act = torch.as_tensor(roll.act.reshape(-1, act_dim))
-        with torch.no_grad():
-            values = cost_value(b_obs).numpy().reshape(num_steps, args.num_envs)
-            next_values = cost_value(b_next_obs).numpy().reshape(num_steps, args.num_envs)
         # the signal pi_unsafe maximises: the cost, plus optionally the reward that leads to it
         signal_buf = roll.cost + args.reward_weight * roll.rew if args.reward_weight else roll.cost
+        with torch.no_grad():  # Z(s) and Z(s') of the critic the rollout used, quantiles sorted
+            quantiles = torch.sort(critic(b_obs), dim=-1).values
+            next_quantiles = torch.sort(critic(b_next_obs), dim=-1).values
+        if args.critic == "cvar":
+            values = cvar_from_quantiles(quantiles, args.cvar_alpha).numpy().reshape(num_steps, args.num_envs)
+            next_values = cvar_from_quantiles(next_quantiles, args.cvar_alpha).numpy().reshape(num_steps, args.num_envs)
+        else:
+            values = quantiles.numpy().reshape(num_steps, args.num_envs)
+            next_values = next_quantiles.numpy().reshape(num_steps, args.num_envs)
         cost_adv, cost_ret = compute_gae(signal_buf, values, next_values, roll.term, roll.end, args.gamma, args.gae_lambda)
+        ctg, known = realised_cost_to_go(signal_buf, roll.term, roll.end, args.gamma)
+        known = known.reshape(-1)
+        calib = calibration(quantiles[torch.as_tensor(known)], ctg.reshape(-1)[known], args.cvar_alpha)
         adv = torch.as_tensor(cost_adv.reshape(-1), dtype=torch.float32)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
@@ -1025,11 +1090,11 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
 
         # ---------------- critic ----------------
-        if args.critic == "cvar":
-            with torch.no_grad():  # distributional TD targets from the pre-update critic, held fixed
-                b_cost = torch.as_tensor(signal_buf.reshape(-1, 1), dtype=torch.float32)
-                not_term = torch.as_tensor(1.0 - roll.term.reshape(-1, 1), dtype=torch.float32)
-                critic_targets = b_cost + args.gamma * not_term * critic(b_next_obs)
+        if args.critic == "cvar":  # SR(lambda) distributional targets from the critic the rollout used
+            critic_targets = torch.as_tensor(sr_lambda_targets(
+                signal_buf, next_quantiles.numpy().astype(np.float64).reshape(num_steps, args.num_envs, -1), roll.term,
+                roll.end, args.gamma, args.critic_lambda, np.random.default_rng(np.random.randint(2**31))
+            ).reshape(batch_size, -1), dtype=torch.float32)
         else:
             critic_targets = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
         try:
@@ -1049,6 +1114,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             "cost_rate": total_cost / (global_step - start_step),
             "cvar_estimate": float(values.mean()) if args.critic == "cvar" else float("nan"),
             "cost_value": float(values.mean()),
+            **calib,
             "critic_loss": critic_loss,
             **diag,
             "sps": int(batch_size / (now - epoch_start)),

@@ -91,7 +91,8 @@ SEEDS = (0, 1, 2)
 VELOCITY_STEPS = 450_000
 NAVIGATION_STEPS = 300_000
 STEPS_PER_EPOCH = 15_000  # the paper's epoch (5.2) and every script's default
-UNSAFE_STEPS = 450_000  # pi_unsafe ablation: the budget of the shipped Hopper pi_unsafe (unsafe_policies/README.md)
+UNSAFE_TASKS = ("SafetyHopperVelocity-v1", "SafetyCarCircle1-v0")  # C.2: pi_unsafe's critics compared on both kinds of task
+UNSAFE_STEPS = 450_000  # the Hopper pi_unsafe's budget in C.2 (CarCircle1: the navigation budget)
 ROBUSTNESS_RATES = ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
 NAVIGATION_WORDS = ("Goal", "Circle", "Button", "Push")
 PRESETS = ("main", "ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components", "robustness")
@@ -236,16 +237,18 @@ def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 1, 
         ])
     if preset == "ablation-unsafe":  # C.2: pi_unsafe trained with the CVaR (DTRPO) or the mean (TRPO) critic
         runs = []
-        for critic, label in (("cvar", "π_unsafe: CVaR critic (DTRPO)"), ("mean", "π_unsafe: mean critic (TRPO)")):
-            for seed in seeds:
-                unsafe = train_run(preset, "ablation-unsafe-reference", f"{critic} critic", "unsafe_cvar_trpo",
-                                   "unsafe_cvar_trpo.py", hopper, seed, ["--critic", critic], f"critic={critic}",
-                                   nav_cpus)
-                unsafe.total_timesteps = UNSAFE_STEPS
-                runs.append(unsafe)
-                runs.append(train_run(preset, "ablation-unsafe", label, "strpo", strpo, hopper, seed,
-                                      ["--unsafe-policy-path", f"@ckpt:{unsafe.name}/{unsafe.checkpoint_name}"],
-                                      f"unsafe={critic}", nav_cpus))
+        for env in UNSAFE_TASKS:
+            for critic, label in (("cvar", "π_unsafe: CVaR critic (DTRPO)"), ("mean", "π_unsafe: mean critic (TRPO)")):
+                for seed in seeds:
+                    unsafe = train_run(preset, "ablation-unsafe-reference", f"{critic} critic", "unsafe_cvar_trpo",
+                                       "unsafe_cvar_trpo.py", env, seed, ["--critic", critic], f"critic={critic}",
+                                       nav_cpus)
+                    if env == hopper:
+                        unsafe.total_timesteps = UNSAFE_STEPS
+                    runs.append(unsafe)
+                    runs.append(train_run(preset, "ablation-unsafe", label, "strpo", strpo, env, seed,
+                                          ["--unsafe-policy-path", f"@ckpt:{unsafe.name}/{unsafe.checkpoint_name}"],
+                                          f"unsafe={critic}", nav_cpus))
         return runs
     if preset == "robustness":  # D: one attack sweep per (navigation task, seed) over the nine algorithms
         runs = []

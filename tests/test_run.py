@@ -63,11 +63,12 @@ def test_unsafe_ablation_feeds_each_strpo_seed_the_pi_unsafe_trained_with_its_cr
     runs = run_py.preset_runs("ablation-unsafe")
     unsafe = {r.name: r for r in runs if r.script == "unsafe_cvar_trpo.py"}
     strpo = [r for r in runs if r.script == "strpo.py"]
-    assert len(unsafe) == 6 and len(strpo) == 6
+    assert len(unsafe) == 12 and len(strpo) == 12
     assert {flag(r, "--critic") for r in unsafe.values()} == {"cvar", "mean"}
+    assert {r.env_id for r in runs} == {"SafetyHopperVelocity-v1", "SafetyCarCircle1-v0"}
     for r in strpo:
         (source,) = r.inputs
-        assert source in unsafe and unsafe[source].seed == r.seed
+        assert source in unsafe and unsafe[source].seed == r.seed and unsafe[source].env_id == r.env_id
         assert flag(r, "--unsafe-policy-path") == f"@ckpt:{source}/unsafe_cvar_trpo.pt"
         assert ("unsafe=" + flag(unsafe[source], "--critic")) in r.name
 
@@ -86,7 +87,7 @@ def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_navigation_
 
 def test_aliases_filters_and_overrides_narrow_and_change_the_matrix(run_py):
     args = run_py.Args(preset=["all"])
-    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 12 + 6 + 6
+    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 6
     args = run_py.Args(preset=["main", "ablations"], filter=["Hopper", "strpo|cpo"], seeds=[0])
     names = [r.name for r in run_py.select_runs(args)]
     assert names and all("Hopper" in n and ("strpo" in n or "cpo" in n) for n in names)
