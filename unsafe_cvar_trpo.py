@@ -114,6 +114,9 @@ class Args:
     """write the run folder's resume.pt every k epochs and at the last epoch (a write takes a few ms)"""
     save_to: Optional[str] = None
     """also write the final checkpoint to this path (e.g. unsafe_policies/{env_id}.pt)"""
+    save_policies_at: tuple[int, ...] = ()
+    """also save the policy that collects epoch k's rollout as {exp_name}_epoch{k}.pt in the run folder (1 = the
+    untrained policy); its episode cost is progress.csv's ep_cost of epoch k"""
     init_from: Optional[str] = None
     """continue from this checkpoint's policy and normaliser (critic starts afresh); steps count on from it"""
 
@@ -197,6 +200,9 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
     if args.total_timesteps < args.steps_per_epoch:
         raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    epochs = args.total_timesteps // (args.steps_per_epoch // args.num_envs * args.num_envs)
+    if any(not 1 <= k <= epochs for k in args.save_policies_at):
+        raise SystemExit(f"error: --save-policies-at takes epochs between 1 and {epochs}, got {list(args.save_policies_at)}")
     if not 0.0 <= args.critic_lambda <= 1.0:
         raise SystemExit(f"error: --critic-lambda must lie in [0, 1], got {args.critic_lambda}")
     if not 0.0 < args.cvar_alpha <= 1.0:
@@ -1037,6 +1043,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     num_epochs = args.total_timesteps // batch_size
     roll = Rollout(envs, num_steps)
 
+    algo = "cvar_trpo_unsafe" if args.critic == "cvar" else "trpo_unsafe"  # the checkpoints' algo field
+
     # the loop's state; --resume restores it, and every object of `stateful`, from the last checkpoint
     stateful = {"actor": actor, "critic": critic, "critic_opt": critic_opt, "obs_rms": obs_rms}
     start_epoch, global_step, total_cost, elapsed = 1, start_step, 0.0, 0.0
@@ -1054,6 +1062,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
     for epoch in range(start_epoch, num_epochs + 1):
         epoch_start = time.time()
+        if epoch in args.save_policies_at:  # pi_unsafe of increasing unsafety (benchmark/run.py ablation-unsafe-strength)
+            save_checkpoint(run_dir / f"{args.exp_name}_epoch{epoch}.pt", actor, obs_rms, args.env_id, algo, args, global_step)
         obs = roll.collect(actor, obs_rms, obs)  # ---------------- rollout with pi_k ----------------
         global_step += batch_size
         total_cost += float(roll.cost.sum())
@@ -1138,7 +1148,6 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     if args.track and args.capture_video:  # its own key: this step's episodes may be logged already
         log_new_videos(video_dir, logged_videos, global_step, key="videos/last_episode")
     csv_file.close()
-    algo = "cvar_trpo_unsafe" if args.critic == "cvar" else "trpo_unsafe"
     ckpt_path = run_dir / f"{args.exp_name}.pt"
     save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, algo, args, global_step)
     if args.save_to:

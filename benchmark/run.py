@@ -93,10 +93,16 @@ NAVIGATION_STEPS = 300_000
 STEPS_PER_EPOCH = 15_000  # the paper's epoch (5.2) and every script's default
 UNSAFE_TASKS = ("SafetyHopperVelocity-v1", "SafetyCarCircle1-v0")  # C.2: pi_unsafe's critics compared on both kinds of task
 UNSAFE_STEPS = 450_000  # the Hopper pi_unsafe's budget in C.2 (CarCircle1: the navigation budget)
+# ablation-unsafe-strength: sTRPO against the policies that collected these epochs of the C.2 CVaR pi_unsafe run of
+# seed 0 (1 = its untrained policy) and against its final policy, 5 seeds each
+STRENGTH_EPOCHS = {"SafetyHopperVelocity-v1": (1, 10, 25), "SafetyCarCircle1-v0": (1, 7, 14)}
+STRENGTH_SEEDS = (0, 1, 2, 3, 4)
 ROBUSTNESS_RATES = ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
 NAVIGATION_WORDS = ("Goal", "Circle", "Button", "Push")
-PRESETS = ("main", "ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components", "robustness")
-ALIASES = {"ablations": ("ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components"),
+PRESETS = ("main", "ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components",
+           "ablation-unsafe-strength", "robustness")
+ALIASES = {"ablations": ("ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components",
+                         "ablation-unsafe-strength"),
            "all": PRESETS}
 POLL_SECONDS = 2.0
 OBJECT_STORE_BYTES = 100 * 1024**2  # tasks pass only small status dicts; Ray's default takes 30% of the RAM
@@ -235,20 +241,35 @@ def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 1, 
             ("no-joint-advantage", "no joint advantage", ["--no-joint-advantage"]),
             ("no-exclusion", "no exclusion (λ2 = 0)", ["--no-exclusion"]),
         ])
+    def unsafe_run(env, critic, seed):  # C.2's pi_unsafe; the CVaR ones also keep the policies of STRENGTH_EPOCHS
+        flags = ["--critic", critic] + (["--save-policies-at", *map(str, STRENGTH_EPOCHS[env])] if critic == "cvar" else [])
+        run = train_run("ablation-unsafe", "ablation-unsafe-reference", f"{critic} critic", "unsafe_cvar_trpo",
+                        "unsafe_cvar_trpo.py", env, seed, flags, f"critic={critic}", nav_cpus)
+        if env == hopper:
+            run.total_timesteps = UNSAFE_STEPS
+        return run
+
     if preset == "ablation-unsafe":  # C.2: pi_unsafe trained with the CVaR (DTRPO) or the mean (TRPO) critic
         runs = []
         for env in UNSAFE_TASKS:
             for critic, label in (("cvar", "π_unsafe: CVaR critic (DTRPO)"), ("mean", "π_unsafe: mean critic (TRPO)")):
                 for seed in seeds:
-                    unsafe = train_run(preset, "ablation-unsafe-reference", f"{critic} critic", "unsafe_cvar_trpo",
-                                       "unsafe_cvar_trpo.py", env, seed, ["--critic", critic], f"critic={critic}",
-                                       nav_cpus)
-                    if env == hopper:
-                        unsafe.total_timesteps = UNSAFE_STEPS
+                    unsafe = unsafe_run(env, critic, seed)
                     runs.append(unsafe)
                     runs.append(train_run(preset, "ablation-unsafe", label, "strpo", strpo, env, seed,
                                           ["--unsafe-policy-path", f"@ckpt:{unsafe.name}/{unsafe.checkpoint_name}"],
                                           f"unsafe={critic}", nav_cpus))
+        return runs
+    if preset == "ablation-unsafe-strength":  # how unsafe must pi_unsafe be: one pi_unsafe run at several epochs
+        runs = []
+        for env in UNSAFE_TASKS:
+            source = unsafe_run(env, "cvar", 0)
+            runs.append(source)
+            levels = [(f"epoch{k}", f"π_unsafe of epoch {k}", f"unsafe_cvar_trpo_epoch{k}.pt") for k in STRENGTH_EPOCHS[env]]
+            for slug, label, file in levels + [("final", "π_unsafe, final", source.checkpoint_name)]:
+                runs += [train_run(preset, "ablation-unsafe-strength", label, "strpo", strpo, env, seed,
+                                   ["--unsafe-policy-path", f"@ckpt:{source.name}/{file}"], f"unsafe={slug}", nav_cpus)
+                         for seed in STRENGTH_SEEDS]
         return runs
     if preset == "robustness":  # D: one attack sweep per (navigation task, seed) over the nine algorithms
         runs = []
@@ -301,9 +322,10 @@ def select_runs(args: Args) -> list[Run]:
                 run.steps_per_epoch = args.steps_per_epoch
             if args.num_envs is not None:
                 run.flags += ["--num-envs", str(args.num_envs)]
-    names = [r.name for r in runs]
-    assert len(names) == len(set(names)), "run names must be unique"
-    return runs
+    unique = {}  # a run that two presets share (a pi_unsafe both ablations use) is run once
+    for run in runs:
+        assert identity(unique.setdefault(run.name, run)) == identity(run), f"two different runs named {run.name}"
+    return list(unique.values())
 
 
 # ----------------------------------------------------------------------------------------------

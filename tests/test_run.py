@@ -73,6 +73,22 @@ def test_unsafe_ablation_feeds_each_strpo_seed_the_pi_unsafe_trained_with_its_cr
         assert ("unsafe=" + flag(unsafe[source], "--critic")) in r.name
 
 
+def test_unsafe_strength_runs_strpo_against_policies_of_one_pi_unsafe_run_that_c2_also_uses(run_py):
+    runs = run_py.preset_runs("ablation-unsafe-strength")
+    sources = {r.name: r for r in runs if r.script == "unsafe_cvar_trpo.py"}
+    c2 = {r.name: r for r in run_py.preset_runs("ablation-unsafe")}
+    assert len(sources) == 2 and all(c2[n] == r for n, r in sources.items())  # the same runs as C.2's seed 0
+    for name, source in sources.items():
+        strpo = [r for r in runs if r.inputs == [name]]
+        epochs = run_py.STRENGTH_EPOCHS[source.env_id]
+        assert flag(source, "--save-policies-at") == str(epochs[0])
+        files = {flag(r, "--unsafe-policy-path").split("/", 1)[1] for r in strpo}
+        assert files == {f"unsafe_cvar_trpo_epoch{k}.pt" for k in epochs} | {"unsafe_cvar_trpo.pt"}
+        assert len(strpo) == len(files) * 5 and {r.seed for r in strpo} == {0, 1, 2, 3, 4}
+    both = run_py.select_runs(run_py.Args(preset=["ablation-unsafe", "ablation-unsafe-strength"]))
+    assert len(both) == len({r.name for r in both}) == 24 + 40
+
+
 def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_navigation_task_and_seed(run_py):
     runs = run_py.preset_runs("robustness", episodes=7)
     main_names = {r.name for r in run_py.preset_runs("main")}
@@ -87,7 +103,7 @@ def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_navigation_
 
 def test_aliases_filters_and_overrides_narrow_and_change_the_matrix(run_py):
     args = run_py.Args(preset=["all"])
-    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 6
+    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 40 + 6  # strength shares C.2's 2 sources
     args = run_py.Args(preset=["main", "ablations"], filter=["Hopper", "strpo|cpo"], seeds=[0])
     names = [r.name for r in run_py.select_runs(args)]
     assert names and all("Hopper" in n and ("strpo" in n or "cpo" in n) for n in names)

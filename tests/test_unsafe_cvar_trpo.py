@@ -121,6 +121,20 @@ def test_short_real_run_writes_progress_and_a_loadable_checkpoint(tmp_path, env_
     assert (run_dir / "config.json").exists()
 
 
+def test_saved_policies_are_the_ones_that_collected_their_epochs(tmp_path):
+    """--save-policies-at 1 2: epoch 1's file is the untrained policy (seed's initialisation), epoch 2's the
+    policy after one update, which differs from it and from the final one."""
+    _, run_dir, _ = _short_run(tmp_path, "SafetyHopperVelocity-v1", total_timesteps=3000, save_policies_at=(1, 2), seed=3)
+    first, second, final = (m.load_checkpoint(run_dir / f"unsafe_cvar_trpo{s}.pt") for s in ("_epoch1", "_epoch2", ""))
+    torch.manual_seed(3)
+    untrained = m.Actor(first[2]["obs_dim"], first[2]["act_dim"])
+    for k, v in untrained.state_dict().items():
+        torch.testing.assert_close(first[0].state_dict()[k], v)
+    assert first[2]["global_step"] == 0 and second[2]["global_step"] == 1000 and final[2]["global_step"] == 3000
+    w = [c[0].mean_net[0].weight for c in (first, second, final)]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
 def test_init_from_continues_the_policy_and_the_step_count(tmp_path):
     _, run_dir, _ = _short_run(tmp_path / "a", "SafetyHopperVelocity-v1", total_timesteps=1000)
     first = run_dir / "unsafe_cvar_trpo.pt"
@@ -157,6 +171,8 @@ def test_same_seed_gives_identical_progress_rows(tmp_path):
     ({"steps_per_epoch": -5}, "--steps-per-epoch must be positive"),
     ({"total_timesteps": 100, "steps_per_epoch": 1000}, "at least --steps-per-epoch"),
     ({"cvar_alpha": 0.0}, "--cvar-alpha"),
+    ({"critic_lambda": 1.5}, "--critic-lambda"),
+    ({"total_timesteps": 30000, "steps_per_epoch": 15000, "save_policies_at": (3,)}, "between 1 and 2"),
 ])
 def test_bad_input_gives_a_one_line_error(kw, needle):
     with pytest.raises(SystemExit) as exc:
