@@ -93,9 +93,10 @@ NAVIGATION_STEPS = 300_000
 STEPS_PER_EPOCH = 15_000  # the paper's epoch (5.2) and every script's default
 UNSAFE_TASKS = ("SafetyHopperVelocity-v1", "SafetyCarCircle1-v0")  # C.2: pi_unsafe's critics compared on both kinds of task
 UNSAFE_STEPS = 450_000  # the Hopper pi_unsafe's budget in C.2 (CarCircle1: the navigation budget)
-# ablation-unsafe-strength: sTRPO against the policies that collected these epochs of the C.2 CVaR pi_unsafe run of
-# seed 0 (1 = its untrained policy) and against its final policy, 5 seeds each
-STRENGTH_EPOCHS = {"SafetyHopperVelocity-v1": (1, 10, 25), "SafetyCarCircle1-v0": (1, 7, 14)}
+# ablation-unsafe-strength: sTRPO (5 seeds) against the policies that collected these epochs of C.2's CVaR pi_unsafe
+# run of seed 0, from its untrained policy (epoch 1) to the one of its last epoch; progress.csv's ep_cost of epoch k is
+# that policy's own episode cost
+STRENGTH_EPOCHS = {"SafetyHopperVelocity-v1": (1, 10, 20, 30), "SafetyCarCircle1-v0": (1, 7, 14, 20)}
 STRENGTH_SEEDS = (0, 1, 2, 3, 4)
 ROBUSTNESS_RATES = ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
 NAVIGATION_WORDS = ("Goal", "Circle", "Button", "Push")
@@ -265,10 +266,10 @@ def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 1, 
         for env in UNSAFE_TASKS:
             source = unsafe_run(env, "cvar", 0)
             runs.append(source)
-            levels = [(f"epoch{k}", f"π_unsafe of epoch {k}", f"unsafe_cvar_trpo_epoch{k}.pt") for k in STRENGTH_EPOCHS[env]]
-            for slug, label, file in levels + [("final", "π_unsafe, final", source.checkpoint_name)]:
-                runs += [train_run(preset, "ablation-unsafe-strength", label, "strpo", strpo, env, seed,
-                                   ["--unsafe-policy-path", f"@ckpt:{source.name}/{file}"], f"unsafe={slug}", nav_cpus)
+            for k in STRENGTH_EPOCHS[env]:
+                runs += [train_run(preset, "ablation-unsafe-strength", f"π_unsafe of epoch {k}", "strpo", strpo, env, seed,
+                                   ["--unsafe-policy-path", f"@ckpt:{source.name}/unsafe_cvar_trpo_epoch{k}.pt"],
+                                   f"unsafe=epoch{k}", nav_cpus)
                          for seed in STRENGTH_SEEDS]
         return runs
     if preset == "robustness":  # D: one attack sweep per (navigation task, seed) over the nine algorithms

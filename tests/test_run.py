@@ -83,7 +83,8 @@ def test_unsafe_strength_runs_strpo_against_policies_of_one_pi_unsafe_run_that_c
         epochs = run_py.STRENGTH_EPOCHS[source.env_id]
         assert flag(source, "--save-policies-at") == str(epochs[0])
         files = {flag(r, "--unsafe-policy-path").split("/", 1)[1] for r in strpo}
-        assert files == {f"unsafe_cvar_trpo_epoch{k}.pt" for k in epochs} | {"unsafe_cvar_trpo.pt"}
+        assert files == {f"unsafe_cvar_trpo_epoch{k}.pt" for k in epochs} and epochs[0] == 1
+        assert epochs[-1] * 15000 == source.total_timesteps  # from the untrained policy to the last epoch's
         assert len(strpo) == len(files) * 5 and {r.seed for r in strpo} == {0, 1, 2, 3, 4}
     both = run_py.select_runs(run_py.Args(preset=["ablation-unsafe", "ablation-unsafe-strength"]))
     assert len(both) == len({r.name for r in both}) == 24 + 40
