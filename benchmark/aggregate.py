@@ -474,6 +474,14 @@ def plot_robustness(path: Path, env: str, by_algo: dict, cost_limit: float) -> P
 # The expected matrix (benchmark/run.py) and the paper's claims
 
 
+def unsafe_sections():
+    """benchmark/unsafe_sections.py: the C.2 critic table and the pi_unsafe strength section."""
+    spec = importlib.util.spec_from_file_location("unsafe_sections", Path(__file__).with_name("unsafe_sections.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def runner_module():
     """benchmark/run.py as a module (None if it cannot be loaded): its presets say what should exist."""
     if "benchmark_run" in sys.modules:
@@ -881,6 +889,8 @@ def main(args: Args) -> Path:
     else:
         md += ["Appendix C's claims against these runs (final values as in the tables below):", ""]
         md += ablation_claims(records, args.final_epochs) + [""]
+        md += unsafe_sections().critic_section(records, read_progress, lambda n: n_final(n, args.final_epochs),
+                                               args.bootstrap_reps, args.seed)
     for group in ablation_groups:
         recs = [r for r in records if r.group == group]
         for env in sorted({r.env_id for r in recs}):
@@ -903,6 +913,9 @@ def main(args: Args) -> Path:
             md += [f"### {group} on {env}", "", f"![{group}]({figs(path)})", ""]
             md += markdown_table(rows, "variant") + [""]
 
+    md += unsafe_sections().strength_section(records, lambda n: n_final(n, args.final_epochs),
+                                             lambda rec: run_scores(rec, args.final_epochs), out_dir, figs,
+                                             args.bootstrap_reps, args.seed)
     md += ["## Robustness under random-action attacks (paper appendix D)", ""]
     robust = robustness_summary(robust_rows)
     if not robust:

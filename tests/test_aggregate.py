@@ -268,3 +268,46 @@ def test_identical_runs_of_two_algorithms_are_reported_with_their_multiplier(agg
     records, _ = agg.load_records([tmp_path])
     (line,) = agg.identical_runs(records)
     assert line.startswith(f"- {env}: PPO-Lag and CPPO-PID have identical reward and cost") and "is 0," in line
+
+
+def write_unsafe_run(root, name, env, seed, costs, label, group, extra=None):
+    """A pi_unsafe or sTRPO run of the C.2 / strength presets, with optional extra progress columns."""
+    sub = write_run(root, name, env, "unsafe_cvar_trpo" if "critic" in label else "strpo", seed,
+                    [1.0] * len(costs), costs, group=group, label=label)
+    if extra:
+        with open(sub / "progress.csv") as f:
+            rows = list(csv.DictReader(f))
+        with open(sub / "progress.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) + list(extra))
+            w.writeheader()
+            w.writerows({**r, **{k: v[i] for k, v in extra.items()}} for i, r in enumerate(rows))
+    return sub
+
+
+def test_unsafe_sections_report_critic_calibration_and_strength_against_the_source_runs_own_cost(agg, tmp_path):
+    env = "SafetyHopperVelocity-v1"
+    calib = {"ctg_mean": [50.0] * 10, "value_mean": [45.0] * 10, "tail_frac": [0.25] * 10, "ctg_tail": [80.0] * 10,
+             "cvar_tail": [78.0] * 10}
+    for seed in (0, 1, 2):  # CVaR pi_unsafe: final cost 90 + seed, its epoch k costs 10 k; mean critic: 100
+        write_unsafe_run(tmp_path, f"cvar{seed}", env, seed, [10.0 * k for k in range(1, 10)] + [90.0 + seed],
+                         "cvar critic", "ablation-unsafe-reference", calib)
+        write_unsafe_run(tmp_path, f"mean{seed}", env, seed, [100.0] * 10, "mean critic", "ablation-unsafe-reference",
+                         {k: v for k, v in calib.items() if k in ("ctg_mean", "value_mean")} |
+                         {"tail_frac": [""] * 10, "ctg_tail": [""] * 10, "cvar_tail": [""] * 10})
+        for epoch, level_cost in ((1, 5.0), (5, 1.0)):  # sTRPO pays less against the stronger pi_unsafe
+            write_unsafe_run(tmp_path, f"s{epoch}_{seed}", env, seed, [level_cost + seed] * 10,
+                             f"π_unsafe of epoch {epoch}", "ablation-unsafe-strength")
+    records, _ = agg.load_records([tmp_path])
+    sections = agg.unsafe_sections()
+    md = "\n".join(sections.critic_section(records, agg.read_progress, lambda n: agg.n_final(n, None), 1000, 0))
+    assert "| CVaR (DTRPO_Unsafe) | 0 1 2 | 91.0 [90.0, 92.0] |" in md
+    assert "45.0 [45.0, 45.0] / 50.0 [50.0, 50.0] | 0.25 [0.25, 0.25] | 78.0 [78.0, 78.0] / 80.0 [80.0, 80.0] |" in md
+    assert "| mean (TRPO_Unsafe) | 0 1 2 | 100.0 [100.0, 100.0] |" in md and "| — | — |" in md
+    assert "final episode cost is 91% of the mean-critic one's (91.0 against 100.0; target at least 80%: met)" in md
+    md = "\n".join(sections.strength_section(records, lambda n: agg.n_final(n, None), lambda r: agg.run_scores(r, None),
+                                             tmp_path / "out", lambda p: p, 1000, 0))
+    assert "| π_unsafe of epoch 1 | 10.0 | 3 | 6.0 [5.0, 7.0] |" in md  # x: the seed-0 CVaR run's cost in epoch 1
+    assert "| π_unsafe of epoch 5 | 50.0 | 3 | 2.0 [1.0, 3.0] |" in md
+    assert (tmp_path / "out" / "ablation-unsafe-strength.png").is_file()
+    mean, low, high = sections.bootstrap_ci([1.0, 2.0, 3.0, 10.0], 2000, 0)
+    assert mean == 4.0 and 1.0 <= low < mean < high <= 10.0
