@@ -42,8 +42,10 @@ rows of benchmark/results/throughput.md); `--nav-cpus 2` gives each run its own 
 
 Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation tasks 300k):
 - main: the nine algorithms (sTRPO + 8 baselines) x the four paper tasks;
-- ablation-delta (C.1), ablation-lambda2 (C.3), ablation-unsafe (C.2), ablation-components (C.4):
-  sTRPO variants on SafetyHopperVelocity-v1; `ablations` = all four;
+- ablation-delta (C.1), ablation-lambda2 (C.3), ablation-components (C.4): sTRPO variants on
+  SafetyHopperVelocity-v1; ablation-unsafe (C.2): pi_unsafe trained with the CVaR or the mean critic
+  on Hopper and CarCircle1, and sTRPO given each; ablation-unsafe-strength: sTRPO (seeds 0-4) against
+  the policies that collected epochs of C.2's CVaR pi_unsafe run of seed 0; `ablations` = all five;
 - robustness (D): robustness_attack.py on the final checkpoints of `main` for the two navigation
   tasks, attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms;
 - all: everything above.
@@ -113,7 +115,7 @@ OBJECT_STORE_BYTES = 100 * 1024**2  # tasks pass only small status dicts; Ray's 
 class Args:
     preset: list[str] = field(default_factory=lambda: ["main"])
     """presets to run: main, ablation-delta, ablation-lambda2, ablation-unsafe, ablation-components,
-    robustness; `ablations` = the four ablations, `all` = everything"""
+    ablation-unsafe-strength, robustness; `ablations` = the five ablations, `all` = everything"""
     root: str = "runs/matrix"
     """folder of the runs' stable folders (relative paths are taken from the repository root)"""
     filter: list[str] = field(default_factory=list)
