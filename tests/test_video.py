@@ -206,6 +206,15 @@ def test_the_docs_snippet_is_watch_policies_loader_and_acts_like_the_repository(
     assert namespace["episode_reward"] == pytest.approx(result["reward"][0], rel=1e-9)
 
 
+def test_the_docs_snippet_in_a_fresh_process_prints_its_episode_and_no_gymnasium_robotics_notice():
+    """Run as a user would (python -c, from the repository root): the notice that gymnasium-robotics prints
+    at import (twice) is silenced as the scripts silence it."""
+    result = subprocess.run([sys.executable, "-c", docs_snippet()], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "AdroitHand" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert result.stdout.startswith("cvar_trpo_unsafe on SafetyHopperVelocity-v1: episode reward")
+
+
 def test_watch_policies_draws_a_labelled_strip_and_gif_and_prints_each_episode_cost(egl, tmp_path, capsys):
     from PIL import Image
 
