@@ -1,5 +1,6 @@
 # Finds a Python 3.10 (python3.10 if it runs, else the newest 3.10.x that pyenv holds), builds
-# .venv with it, installs requirements.txt, and runs the tests or the main job.
+# .venv with it, and runs the tests or the main job. The training jobs install requirements.txt
+# alone; the tests (and benchmark/run.py, aggregate.py) also need requirements-benchmark.txt.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,20 +12,27 @@ PYTHON310 := $(shell \
 	  [ -n "$$v" ] && [ -x "$$(pyenv root)/versions/$$v/bin/python3.10" ] && echo "$$(pyenv root)/versions/$$v/bin/python3.10"; \
 	fi)
 
-.PHONY: venv test strpo train-unsafe clean-venv
+.PHONY: venv venv-benchmark test strpo train-unsafe clean-venv
 
-$(VENV)/.installed: requirements.txt requirements-benchmark.txt
+$(VENV)/.installed: requirements.txt
 	@if [ ! -x "$(PY)" ]; then \
 	  if [ -z "$(PYTHON310)" ]; then echo "error: Python 3.10 not found; install it (pyenv install 3.10 or conda create -n strpo python=3.10) and re-run make"; exit 1; fi; \
 	  "$(PYTHON310)" -m venv $(VENV); \
 	fi
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+# both files in one pip call, so that Ray and rliable resolve beside the training pins
+$(VENV)/.installed-benchmark: $(VENV)/.installed requirements-benchmark.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-benchmark.txt
 	@touch $@
 
 venv: $(VENV)/.installed
 
-test: venv
+venv-benchmark: $(VENV)/.installed-benchmark
+
+test: venv-benchmark
 	$(PY) -m pytest -q tests
 
 # The main job: sTRPO on SafetyCarCircle1-v0 with the shipped pi_unsafe (1M steps; ARGS adds flags).

@@ -21,9 +21,9 @@ Outputs in `--out` (default runs/robustness/{env_id}__{unix_time}/):
   of episodes, not a confidence interval), like the paper's Figures 13-14; `--plot-only CSV`
   redraws them from a CSV;
 - config.json: the flags;
-- with `--video K`: videos/{algo}__{env_id}__alpha{rate}__ep{i}.mp4, K recorded episodes per checkpoint
-  and rate (alpha 0 is plain evaluation), from the overview camera on navigation tasks and the
-  tracking camera on velocity tasks.
+- with `--video K`: videos/{algo}__{env_id}__alpha{rate}__ep{i}__cost{C}__reward{R}.mp4, the first K
+  episodes of env 0 per checkpoint and rate (alpha 0 is plain evaluation), from the overview camera
+  on navigation tasks and the tracking camera on velocity tasks.
 
 Choices this file makes where the paper is silent:
 - Episodes per rate: 100 by default, not the paper's 1000 (`--episodes 1000` reproduces it). 100
@@ -43,12 +43,14 @@ Choices this file makes where the paper is silent:
 - `--stochastic` samples pi(.|s) with a torch Generator seeded the same way; the default is the
   paper's deterministic mean action.
 - The std columns are population std (numpy's default, ddof=0) over the kept episodes.
-- Videos are extra episodes played by a separate one-env rendering env after each rate's CSV
-  episodes, so recording cannot change the CSV. They use the same seeds (env reset `--seed`, attack
-  stream from (seed, rate)); at rate 0 with mean actions the first video replays env 0's first CSV
-  episode (up to float rounding: the policy sees a batch of 1 row instead of num_envs).
-  Rendering costs about 50-90 ms a frame here (software EGL): a 500-step CarCircle1 episode takes
-  about 40 s to record.
+- Videos film the CSV's own episodes: with `--video K`, env 0 of the evaluation envs renders and
+  records its first K episodes, which are episodes.csv's first K rows of env_index 0 for that
+  checkpoint and rate, and each file name carries that row's cost and reward (C and R above).
+  Rendering does not change observations or dynamics (tests/test_envs.py), so the CSV is the same
+  with or without `--video`. (A separate one-env replay would not show them: a policy called on one
+  row instead of num_envs rounds differently, and on CarCircle1 that turned an episode of cost 0
+  into one of cost 100.) Rendering costs about 50-90 ms a frame here (software EGL): a 500-step
+  CarCircle1 episode takes about 40 s to record.
 
 Usage:
     python robustness_attack.py --checkpoints runs/*/ppo_lag.pt runs/*/strpo.pt
@@ -102,7 +104,7 @@ TORCH_THREADS = 1  # a forward pass on a few rows gains nothing from threads; 2+
 # envs share the cores (measured here: 0.9 ms instead of 20 us per linear layer on a busy machine)
 RATE_KEY_SCALE = 1_000_000  # the rate enters the seed as round(rate * 1e6): 0.1 and 0.1000000001 agree
 CSV_NAME, EPISODES_NAME = "robustness.csv", "episodes.csv"
-VIDEO_DIR = "videos"  # --video K writes {out}/videos/{algo}__{env_id}__alpha{rate}__ep{i}.mp4
+VIDEO_DIR = "videos"  # --video K writes {out}/videos/{algo}__{env_id}__alpha{rate}__ep{i}__cost{C}__reward{R}.mp4
 VIDEO_SIZE = 256  # width and height in pixels of recorded frames
 REWARD_PNG, COST_PNG = "reward_vs_alpha.png", "cost_vs_alpha.png"
 CSV_COLUMNS = ("checkpoint", "algo", "env_id", "rate", "episodes", "reward_mean", "reward_std", "reward_min",
@@ -133,8 +135,9 @@ class Args:
     """policy acts with its mean action (the paper's protocol); --no-deterministic (or its synonym
     --stochastic) samples from the Gaussian policy instead"""
     video: int = 0
-    """record this many episodes per checkpoint and rate to {out}/videos/{algo}__{env_id}__alpha{rate}__ep{i}.mp4
-    (extra episodes with the same seeds, the CSV is unchanged; needs a renderer: MUJOCO_GL=egl when headless)"""
+    """record env 0's first K episodes per checkpoint and rate, the CSV's own, to
+    {out}/videos/{algo}__{env_id}__alpha{rate}__ep{i}__cost{C}__reward{R}.mp4 with that episode's episodes.csv cost
+    and reward (the CSV is unchanged; needs a renderer: MUJOCO_GL=egl when headless)"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +176,10 @@ def validate_args(args: Args) -> None:
         raise SystemExit(f"error: checkpoint given twice: {', '.join(dupes)}")
     if args.video < 0:
         raise SystemExit(f"error: --video must be 0 (off) or a number of episodes, got {args.video}")
+    env0_quota = episode_quotas(args.episodes, min(args.num_envs, args.episodes))[0]
+    if args.video > env0_quota:
+        raise SystemExit(f"error: --video {args.video} films env 0's episodes of the CSV, and env 0 plays {env0_quota} of "
+                         f"the {args.episodes}; lower --video, raise --episodes or lower --num-envs")
     if args.video:
         check_renderer()
 
@@ -268,29 +275,32 @@ def make_env(env_id: str):
     return thunk
 
 
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity."""
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, video_dir: Optional[Path] = None,
+                    video_name: str = "", video_episodes: int = 0):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity. With
+    video_episodes, env 0 records its first video_episodes episodes (make_video_env)."""
     import safety_gymnasium
 
     use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id) for _ in range(num_envs)]
+    fns = [make_video_env(env_id, video_dir, video_name, video_episodes) if i == 0 and video_episodes
+           else make_env(env_id) for i in range(num_envs)]
     if use_async:
         return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
     return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
 
 
 def make_video_env(env_id: str, video_dir: Path, name_prefix: str, episodes: int):
-    """A one-env vector env that records its first `episodes` episodes to
-    video_dir/{name_prefix}-episode-{i}.mp4: navigation tasks from the fixed overview camera (the
-    whole arena in view), velocity tasks from MuJoCo's default "track" camera (follows the robot).
-    render_mode only adds rendering: observations and dynamics are unchanged (tested)."""
+    """An env that records its first `episodes` episodes to video_dir/{name_prefix}-episode-{i}.mp4:
+    navigation tasks from the fixed overview camera (the whole arena in view), velocity tasks from
+    MuJoCo's default "track" camera (follows the robot). render_mode only adds rendering:
+    observations and dynamics are unchanged (tested)."""
     import gymnasium
     import safety_gymnasium
 
     class KeepRendererOpen(gymnasium.Wrapper):
         """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
-        renderer then draws black frames from its freed context: ignore that close (the renderer is
-        freed when the env is garbage-collected)."""
+        renderer then draws black frames from its freed context: ignore that close (free_renderers
+        frees it when the evaluation is over)."""
 
         def close(self):
             pass
@@ -303,27 +313,43 @@ def make_video_env(env_id: str, video_dir: Path, name_prefix: str, episodes: int
             e, str(video_dir), episode_trigger=lambda episode: episode < episodes, name_prefix=name_prefix,
             disable_logger=True))
 
-    return safety_gymnasium.vector.SafetySyncVectorEnv([thunk])
+    return thunk
 
 
-def record_videos(actor: Actor, obs_rms: RunningMeanStd, env_id: str, rate: float, episodes: int, seed: int,
-                  deterministic: bool, video_dir: Path, name: str) -> tuple[list[Path], dict]:
-    """Play `episodes` more episodes at `rate` on a separate rendering env (the CSV's envs are not
-    touched) and write video_dir/{name}__ep{i}.mp4; returns the files and the episodes' results."""
+def free_renderers(envs) -> None:
+    """Close a vector env and free the MuJoCo renderers of its in-process envs now: left to the
+    garbage collector they are freed at interpreter exit, after EGL has shut down, which prints
+    `Exception ignored ... EGLError` tracebacks (async workers exit without finalising anything)."""
+    for env in getattr(envs, "envs", []):
+        task = getattr(env.unwrapped, "task", None)  # a navigation task keeps its renderers here, never freed
+        if task is not None:
+            for viewer in task._viewers.values():
+                viewer.close()
+            task._viewers.clear()
+        env.unwrapped.close()  # a velocity task: gymnasium's MujocoEnv.close frees its renderer
+    envs.close()
+
+
+def evaluate_with_videos(actor: Actor, obs_rms: RunningMeanStd, env_id: str, rate: float, args: Args, num_envs: int,
+                         video_dir: Path, name: str, progress=None) -> tuple[dict, list[Path]]:
+    """evaluate() on fresh envs whose env 0 films its first args.video episodes, which are the CSV's:
+    each video is renamed {name}__ep{i}__cost{C}__reward{R}.mp4 after its row of the result."""
     video_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # one folder for all videos is intended: RecordVideo would warn every time
         warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
-        envs = make_video_env(env_id, video_dir, name, episodes)
+        envs = make_vector_env(env_id, num_envs, args.vector_mode, video_dir, name, args.video)
     try:
-        result = evaluate(actor, obs_rms, env_id, rate, episodes, seed=seed, deterministic=deterministic, envs=envs)
+        result = evaluate(actor, obs_rms, env_id, rate, args.episodes, seed=args.seed,
+                          deterministic=args.deterministic, envs=envs, progress=progress)
     finally:
-        envs.close()
+        free_renderers(envs)
     paths = []
-    for i in range(episodes):  # RecordVideo's names -> {name}__ep{i}.mp4; drop its metadata files
-        os.replace(video_dir / f"{name}-episode-{i}.mp4", video_dir / f"{name}__ep{i}.mp4")
+    for i, row in enumerate(np.flatnonzero(result["env_index"] == 0)[:args.video]):
+        path = video_dir / f"{name}__ep{i}__cost{result['cost'][row]:g}__reward{result['reward'][row]:.2f}.mp4"
+        os.replace(video_dir / f"{name}-episode-{i}.mp4", path)  # RecordVideo's name; drop its metadata file
         (video_dir / f"{name}-episode-{i}.meta.json").unlink(missing_ok=True)
-        paths.append(video_dir / f"{name}__ep{i}.mp4")
-    return paths, result
+        paths.append(path)
+    return result, paths
 
 
 # ----------------------------------------------------------------------------------------------
@@ -693,8 +719,14 @@ def main(args: Args) -> Path:
                         print(f"\r{tag} | alpha {rate:.2f} | episodes {done}/{total} | "
                               f"{time.time() - rate_start:6.1f}s", end="", flush=True)
 
-                result = evaluate(actor, obs_rms, env_id, rate, args.episodes, seed=args.seed,
-                                  deterministic=args.deterministic, envs=envs, progress=show)
+                # the label tells apart checkpoints of one algorithm; a file name keeps [A-Za-z0-9_.-]
+                name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', labels[path]).strip('-')}__{env_id}__alpha{rate:g}"
+                if args.video:
+                    result, videos = evaluate_with_videos(actor, obs_rms, env_id, rate, args, num_envs,
+                                                          out_dir / VIDEO_DIR, name, show)
+                else:
+                    result = evaluate(actor, obs_rms, env_id, rate, args.episodes, seed=args.seed,
+                                      deterministic=args.deterministic, envs=envs, progress=show)
                 stats = summarize(result)
                 rows.append({"checkpoint": path, "algo": algo, "env_id": env_id, "rate": rate, **stats,
                              "cost_limit": cost_limit, "seed": args.seed, "deterministic": args.deterministic})
@@ -707,12 +739,8 @@ def main(args: Args) -> Path:
                       f"+- {stats['cost_std']:6.2f} | len {stats['length_mean']:6.1f} | {time.time() - rate_start:6.1f}s "
                       f"(total {time.time() - start:6.1f}s)", flush=True)
                 if args.video:
-                    # the label tells apart checkpoints of one algorithm; a file name keeps [A-Za-z0-9_.-]
-                    name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', labels[path]).strip('-')}__{env_id}__alpha{rate:g}"
-                    paths, video_result = record_videos(actor, obs_rms, env_id, rate, args.video, args.seed,
-                                                        args.deterministic, out_dir / VIDEO_DIR, name)
-                    print(f"{tag} | alpha {rate:.2f} | wrote {len(paths)} video(s) {VIDEO_DIR}/{name}__ep*.mp4 | "
-                          f"episode costs {', '.join(f'{c:g}' for c in video_result['cost'])}", flush=True)
+                    print(f"{tag} | alpha {rate:.2f} | filmed env 0's first {len(videos)} episode(s): "
+                          f"{', '.join(f'{VIDEO_DIR}/{v.name}' for v in videos)}", flush=True)
     finally:
         envs.close()
 

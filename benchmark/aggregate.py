@@ -159,6 +159,8 @@ def describe(progress: Path) -> Optional[dict]:
     else:
         return None
     meta["cost_limit"] = float(config.get("cost_limit", DEFAULT_COST_LIMIT))
+    if config.get("critic") in ("cvar", "mean"):  # unsafe_cvar_trpo.py, the one script with --critic: a π_unsafe, no baseline
+        meta.update(group="ablation-unsafe-reference", label=f"{config['critic']} critic")  # run.py's labels for it
     record = folder.parent / "run.json"
     if record.is_file():
         try:

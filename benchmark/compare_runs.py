@@ -1,14 +1,17 @@
 """Compare groups of runs: final reward and cost, and mean cost over training, mean ± std over seeds.
 
-A group is every run folder (holding a progress.csv) whose name is the same once its trailing
-`__seed<K>` is removed, e.g. strpo__SafetyHopperVelocity-v1__k4__seed0 .. seed2 form the group
-strpo__SafetyHopperVelocity-v1__k4. Final = mean of the last 3 epochs of ep_ret / ep_cost per run
+A group is one configuration's seeds: every run folder (holding a progress.csv) whose name is the
+same once its seed is removed, a record's trailing `__seed<K>` (strpo__SafetyHopperVelocity-v1__k4__seed0
+.. seed2 form strpo__SafetyHopperVelocity-v1__k4) or a script's own `__<seed>__<unix time>`
+(runs/SafetyCarCircle1-v0__strpo__0__1764000000, runs/SafetyCarCircle1-v0__strpo__1__1764000950, ... form
+SafetyCarCircle1-v0__strpo). Runs of one script with other flags need another name: `--exp-name`. Final = mean of the last 3 epochs of ep_ret / ep_cost per run
 (epochs without a finished episode skipped), then mean ± std (ddof 1) over the group's seeds; mean
 cost = mean episode cost over all epochs of a run, then over seeds. Prints a Markdown table and, for
 exactly two groups, each measure's difference (second - first) with its standard error
 sqrt(s1^2/n1 + s2^2/n2) and their ratio; `--out FILE` also writes that text to FILE.
 
     python benchmark/compare_runs.py docs/runs/fisher-subsample --out benchmark/results/fisher_subsample.md
+    python benchmark/compare_runs.py runs          # your own runs, in the scripts' default run folders
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 LAST = 3
+SEED_SUFFIX = re.compile(r"__seed\d+$|__-?\d+__\d+$")  # a record's __seed<K>; a run folder's __<seed>__<unix time>
 
 
 def column(rows: list[dict], key: str) -> np.ndarray:
@@ -38,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     groups: dict[str, list[Path]] = {}
     for path in sorted(args.folder.glob("*/progress.csv")):
-        groups.setdefault(re.sub(r"__seed\d+$", "", path.parent.name), []).append(path)
+        groups.setdefault(SEED_SUFFIX.sub("", path.parent.name), []).append(path)
     if not groups:
         raise SystemExit(f"error: no */progress.csv under {args.folder}")
     lines = ["| runs | seeds | epochs | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |",

@@ -1,5 +1,6 @@
-"""Measure how unsafe the shipped pi_unsafe checkpoints really are, and write the table into
-unsafe_policies/README.md (between its table markers).
+"""Measure how unsafe the shipped pi_unsafe checkpoints really are: print the table and write it to
+runs/evaluate_unsafe/table.md, or with `--readme unsafe_policies/README.md` into that file (between
+its table markers), the committed table.
 
 For each checkpoint: the mean episode cost and reward of pi_unsafe acting stochastically (the
 distribution sTRPO is pushed away from) and deterministically (its mean action), next to a
@@ -8,6 +9,7 @@ action is uniform on the action box). Episodes are run by robustness_attack.py, 
 come from the same evaluation code as the robustness sweeps.
 
     python benchmark/evaluate_unsafe.py                 # all four shipped checkpoints, 20 episodes
+    python benchmark/evaluate_unsafe.py --readme unsafe_policies/README.md   # the same, into the committed table
     python benchmark/evaluate_unsafe.py --episodes 50 --env-ids SafetyHopperVelocity-v1
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import tyro
 
@@ -43,8 +46,9 @@ class Args:
     """episodes per policy and mode"""
     seed: int = 1
     """evaluation seed (env resets, attack and policy noise)"""
-    readme: str = str(ROOT / "unsafe_policies" / "README.md")
-    """file whose table (between the markers) is replaced"""
+    readme: Optional[str] = None
+    """file whose table (between the markers) is replaced, e.g. unsafe_policies/README.md (the committed table);
+    default: the table goes to runs/evaluate_unsafe/table.md"""
 
 
 def load_robustness():
@@ -98,6 +102,13 @@ def main(args: Args) -> None:
     lines += ["", f"Unsafe enough: the sampled episode cost is at least {RANDOM_FACTOR}x the random policy's and at "
                   f"least {LIMIT_FACTOR}x the cost limit ({LIMIT_FACTOR * COST_LIMIT:g})."]
     lines.append(END)
+    print("\n".join(lines[1:-1]))
+    if args.readme is None:
+        out = ROOT / "runs" / "evaluate_unsafe" / "table.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines[1:-1]) + "\n")
+        print(f"wrote {out}; --readme unsafe_policies/README.md puts it into the committed table")
+        return
     readme = Path(args.readme)
     text = readme.read_text() if readme.exists() else f"{START}\n{END}\n"
     if START not in text or END not in text:

@@ -19,11 +19,12 @@ env count. With `--repeats R` every pair is
 measured R times (raw then train each time) and the table gives medians; the ratio is the median of
 the per-repeat ratios, each from a raw and a train run made back to back.
 
-    python benchmark/throughput.py --repeats 3              # the README's table: ten scripts x two tasks (idle machine)
+    python benchmark/throughput.py --repeats 3 --out benchmark/results/throughput   # the README's table (idle machine)
     python benchmark/throughput.py --steps 4000 --env-ids SafetyHopperVelocity-v1
     python benchmark/throughput.py --scripts strpo.py --env-ids SafetyHopperVelocity-v1 --profile
 
-Writes {out}.csv and {out}.md (machine facts, N, then one row per pair). `--profile` runs the
+Writes {out}.csv and {out}.md (machine facts, N, then one row per pair), by default under runs/throughput/;
+the README's table is rewritten only with `--out benchmark/results/throughput`. `--profile` runs the
 training part under cProfile and prints the top 25 functions by cumulative time (its rows are then
 slower than an unprofiled run and are marked so).
 """
@@ -87,8 +88,8 @@ class Args:
     """Safety-Gymnasium tasks to measure each script on"""
     steps: int = 30_000
     """N: env steps for the raw run and total_timesteps of the training run (30000 = two epochs of 15000)"""
-    out: str = str(ROOT / "benchmark" / "results" / "throughput")
-    """output path without suffix: {out}.csv and {out}.md are written"""
+    out: str = str(ROOT / "runs" / "throughput" / "throughput")
+    """output path without suffix: {out}.csv and {out}.md are written (benchmark/results/throughput: the README's table)"""
     repeats: int = 1
     """measurements per pair (raw then train each time); the table gives medians"""
     profile: bool = False

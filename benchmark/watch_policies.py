@@ -10,8 +10,11 @@ normaliser (`load_policy`, the same function docs/watch.md shows), from the same
 
     MUJOCO_GL=egl python benchmark/watch_policies.py \\
         --checkpoints runs/SafetyCarCircle1-v0__strpo__1__*/strpo.pt unsafe_policies/SafetyCarCircle1-v0.pt \\
-        --labels sTRPO pi_unsafe                      # -> docs/strpo_vs_unsafe.png
+        --labels sTRPO pi_unsafe                      # -> runs/watch/SafetyCarCircle1-v0__seed1__{unix_time}.png
     MUJOCO_GL=egl python benchmark/watch_policies.py --checkpoints a.pt b.pt --gif   # also the .gif
+
+The README's picture (docs/strpo_vs_unsafe.png and .gif) is rewritten only when asked, with
+`--out docs/strpo_vs_unsafe.png` (the command is in docs/picture.md).
 
 Rendering costs about 50-90 ms a frame on this CPU (software EGL); only the strip's frames (and,
 with --gif, every GIF_STRIDE-th step) are rendered, so a 500-step episode takes seconds, not minutes.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -63,8 +67,9 @@ class Args:
     """frames per policy in the strip, evenly spaced from step 0 to the last step"""
     seed: int = 1
     """env reset seed, the same for every policy"""
-    out: str = str(ROOT / "docs" / "strpo_vs_unsafe.png")
-    """the frame strip PNG; with --gif the GIF goes next to it (same name, .gif)"""
+    out: Optional[str] = None
+    """the frame strip PNG, default runs/watch/{env_id}__seed{seed}__{unix_time}.png; with --gif the GIF goes
+    next to it (same name, .gif). `--out docs/strpo_vs_unsafe.png` rewrites the README's picture"""
     gif: bool = False
     """if toggled, also write an animated GIF with the policies side by side"""
 
@@ -167,8 +172,20 @@ def run_episode(act, env_id: str, steps: int, frames: int, seed: int, gif: bool)
             t += 1
             ended = bool(terminated or truncated)
         length = t
-    env.close()
+    close_env(env)
     return {"reward": ep_ret, "cost": ep_cost, "length": length, "ended": ended, "strip": strip, "gif": gif_frames}
+
+
+def close_env(env) -> None:
+    """Close env and free its MuJoCo renderers now: safety-gymnasium's close() leaves them open, and
+    left to the garbage collector they are freed at interpreter exit, after EGL has shut down, which
+    prints `Exception ignored ... EGLError` tracebacks."""
+    task = getattr(env.unwrapped, "task", None)  # a navigation task keeps its renderers here, never freed
+    if task is not None:
+        for viewer in task._viewers.values():
+            viewer.close()
+        task._viewers.clear()
+    env.close()  # a velocity task: gymnasium's MujocoEnv.close frees its renderer
 
 
 def draw_strip(episodes: list[dict], labels: list[str], env_id: str, seed: int, out: Path) -> Path:
@@ -240,7 +257,8 @@ def main(args: Args) -> Path:
               f"{'' if ep['ended'] else ' (cut at --steps)'}  [{path}]", flush=True)
         labels.append(label)
         episodes.append(ep)
-    out = draw_strip(episodes, labels, args.env_id, args.seed, Path(args.out))
+    out = Path(args.out or ROOT / "runs" / "watch" / f"{args.env_id}__seed{args.seed}__{int(time.time())}.png")
+    out = draw_strip(episodes, labels, args.env_id, args.seed, out)
     print(f"wrote {out}")
     if args.gif:
         print(f"wrote {write_gif(episodes, labels, out.with_suffix('.gif'))}")

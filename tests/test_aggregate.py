@@ -311,3 +311,25 @@ def test_unsafe_sections_report_critic_calibration_and_strength_against_the_sour
     assert (tmp_path / "out" / "ablation-unsafe-strength.png").is_file()
     mean, low, high = sections.bootstrap_ci([1.0, 2.0, 3.0, 10.0], 2000, 0)
     assert mean == 4.0 and 1.0 <= low < mean < high <= 10.0
+
+
+def test_a_users_default_run_folders_show_pi_unsafe_runs_as_pi_unsafe_not_as_baselines(agg, tmp_path):
+    """The README's "Plot and compare your own runs": runs/ as the scripts leave it, without benchmark/run.py's
+    run.json. unsafe_cvar_trpo.py's runs (config.json has its --critic) are π_unsafe training runs."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        for algo, reward in (("strpo", 10.0), ("cpo", 5.0)):
+            write_run(runs, ".", "SafetyHopperVelocity-v1", algo, seed, [reward] * 4, [1.0] * 4, stamp=seed, run_json=False)
+        sub = write_run(runs, ".", "SafetyHopperVelocity-v1", "unsafe_cvar_trpo", seed, [1.0] * 4, [90.0] * 4, stamp=seed,
+                        run_json=False)
+        config = json.loads((sub / "config.json").read_text())
+        (sub / "config.json").write_text(json.dumps({**config, "critic": "cvar"}))
+    records, _ = agg.load_records([runs])
+    assert {(r.group, r.label) for r in records} == {("main", "strpo"), ("main", "cpo"),
+                                                      ("ablation-unsafe-reference", "cvar critic")}
+    out_md = tmp_path / "results.md"
+    agg.main(agg.Args(inputs=[str(runs)], out_md=str(out_md), out_dir=str(tmp_path / "results"), bootstrap_reps=200))
+    md = out_md.read_text()
+    baselines = [line.split("|")[1].strip() for line in md.split("| baseline |")[1].split("\n\n")[0].splitlines()[2:]]
+    assert baselines == ["CPO"]  # the probability-of-improvement table
+    assert "### ablation-unsafe-reference on SafetyHopperVelocity-v1" in md and "| cvar critic |" in md

@@ -39,3 +39,14 @@ def test_two_groups_get_their_difference_and_its_standard_error(tmp_path):
     assert "final reward +35.0 ± 11.2 (3.1 standard errors)" in out
     assert "final cost +0.0 ± 1.0 (0.0 standard errors)" in out
     assert out_file.read_text() == out
+
+
+def test_the_scripts_default_run_folders_group_the_seeds_of_each_configuration(tmp_path):
+    # runs/{env_id}__{exp_name}__{seed}__{unix time}/, as every training script names its run folder
+    write_run(tmp_path / "SafetyCarCircle1-v0__strpo__0__1764000000", [10] * 3, [1] * 3)
+    write_run(tmp_path / "SafetyCarCircle1-v0__strpo__1__1764000950", [20] * 3, [3] * 3)
+    write_run(tmp_path / "SafetyCarCircle1-v0__cpo__0__1764001900", [40] * 3, [2] * 3)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmark" / "compare_runs.py"), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith("| Safety")]
+    assert rows == [["| SafetyCarCircle1-v0__cpo", "1"], ["| SafetyCarCircle1-v0__strpo", "2"]]

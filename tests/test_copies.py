@@ -26,7 +26,8 @@ ALLOWED = {
     "Lagrange": {"baselines/rcpo.py": "RCPO's multiplier is Tessler et al.'s plain projected step (eq. 11), "
                                       "not the Adam step on the penalty loss of TRPO-Lag / PPO-Lag"},
     "make_env": {"robustness_attack.py": "evaluation envs: no episode seeding for resuming, no video"},
-    "make_vector_env": {"robustness_attack.py": "evaluation envs: no video"},
+    "make_vector_env": {"robustness_attack.py": "evaluation envs: env 0 films the CSV's first K episodes (--video K), "
+                                                "not every 50th training episode"},
 }
 
 

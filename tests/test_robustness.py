@@ -300,7 +300,8 @@ def test_bad_flags_fail_with_one_line_errors(tmp_path):
     ckpt = save(tmp_path / "p.pt")
     for kw, expected in ((dict(rates=(0.0, 1.5)), "[0, 1]"), (dict(rates=()), "at least one"),
                          (dict(rates=(0.1, 0.1)), "duplicates"), (dict(episodes=0), "--episodes"),
-                         (dict(num_envs=0), "--num-envs"), (dict(checkpoints=()), "--checkpoints")):
+                         (dict(num_envs=0), "--num-envs"), (dict(checkpoints=()), "--checkpoints"),
+                         (dict(episodes=4, num_envs=2, video=3), "env 0 plays 2 of the 4")):
         args = sweep_args([ckpt], tmp_path / "out", **kw)
         with pytest.raises(SystemExit) as excinfo:
             ra.main(args)

@@ -152,26 +152,32 @@ def test_robustness_video_writes_one_video_per_checkpoint_and_rate_and_leaves_th
                         out=str(tmp_path / f"video{video}"))
         outs[video] = Path(rob.main(args))
     videos = sorted(p.name for p in (outs[1] / "videos").glob("*"))
-    assert videos == sorted(f"cvar_trpo_unsafe-{stem}__SafetyHopperVelocity-v1__alpha{rate}__ep0.mp4"
-                            for stem in ("first", "second") for rate in ("0", "1"))
+    assert [re.sub(r"__cost.*", "", v) for v in videos] == sorted(
+        f"cvar_trpo_unsafe-{stem}__SafetyHopperVelocity-v1__alpha{rate}__ep0" for stem in ("first", "second")
+        for rate in ("0", "1"))
     assert_real_video(outs[1] / "videos" / videos[0], rob.VIDEO_SIZE)
     assert (outs[1] / "robustness.csv").read_text() == (outs[0] / "robustness.csv").read_text()
     assert (outs[1] / "episodes.csv").read_text() == (outs[0] / "episodes.csv").read_text()
 
 
-def test_at_rate_0_the_first_robustness_video_is_env_0s_first_evaluation_episode(egl, hopper_runs, rob, tmp_path):
-    _, runs = hopper_runs
-    actor, obs_rms, _ = rob.load_checkpoint(runs[False] / "unsafe_cvar_trpo.pt")
-    csv_result = rob.evaluate(actor, obs_rms, "SafetyHopperVelocity-v1", 0.0, 2, num_envs=2, seed=3)
-    paths, video_result = rob.record_videos(actor, obs_rms, "SafetyHopperVelocity-v1", 0.0, 1, 3, True, tmp_path, "x")
-    assert [p.name for p in paths] == ["x__ep0.mp4"]
-    # every step and the reset frame (moviepy's encoder may add one more at the end)
-    assert decode(paths[0]).shape[0] in (video_result["length"][0] + 1, video_result["length"][0] + 2)
-    first_of_env0 = np.flatnonzero(csv_result["env_index"] == 0)[0]
-    # the same episode; a 1-row batch rounds the float32 actions slightly differently from a 2-row one
-    assert video_result["length"][0] == csv_result["length"][first_of_env0]
-    assert video_result["cost"][0] == csv_result["cost"][first_of_env0]
-    assert video_result["reward"][0] == pytest.approx(csv_result["reward"][first_of_env0], rel=1e-5)
+def test_at_rate_0_the_video_is_env_0s_csv_episode_with_its_cost_and_reward_in_the_name(tmp_path):
+    """SafetyCarCircle1-v0 with the shipped pi_unsafe, 2 envs: env 0's first episode costs 0 in the CSV;
+    replayed on a separate one-env renderer (the old --video) it cost 100, as the policy's 1-row batch
+    rounds differently. A subprocess: async workers are forked (see the navigation test above); its stderr
+    also shows that the renderers are freed before exit (no EGLError tracebacks)."""
+    out = tmp_path / "attack"
+    result = subprocess.run([sys.executable, "robustness_attack.py", "--checkpoints", "unsafe_policies/SafetyCarCircle1-v0.pt",
+                             "--rates", "0", "--episodes", "2", "--num-envs", "2", "--video", "1", "--out", str(out)],
+                            cwd=ROOT, env={**os.environ, "MUJOCO_GL": "egl"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    (video,) = (out / "videos").glob("*.mp4")
+    match = re.fullmatch(r"cvar_trpo_unsafe__SafetyCarCircle1-v0__alpha0__ep0__cost(\S+)__reward(\S+)\.mp4", video.name)
+    assert match, video.name
+    with open(out / "episodes.csv") as f:
+        env0 = next(row for row in csv.DictReader(f) if row["env_index"] == "0")  # env 0's first episode
+    assert match[1] == f"{float(env0['cost']):g}" and match[2] == f"{float(env0['reward']):.2f}"
+    # the reset frame and every step (moviepy's encoder may add one more at the end)
+    assert decode(video).shape[0] in (int(env0["length"]) + 1, int(env0["length"]) + 2)
 
 
 def docs_snippet() -> str:
@@ -198,6 +204,15 @@ def test_the_docs_snippet_is_watch_policies_loader_and_acts_like_the_repository(
     # same episode: same cost; the reward differs in the last digits (a 1-D observation vs a 1-row batch)
     assert namespace["episode_cost"] == result["cost"][0]
     assert namespace["episode_reward"] == pytest.approx(result["reward"][0], rel=1e-9)
+
+
+def test_the_docs_snippet_in_a_fresh_process_prints_its_episode_and_no_gymnasium_robotics_notice():
+    """Run as a user would (python -c, from the repository root): the notice that gymnasium-robotics prints
+    at import (twice) is silenced as the scripts silence it."""
+    result = subprocess.run([sys.executable, "-c", docs_snippet()], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "AdroitHand" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert result.stdout.startswith("cvar_trpo_unsafe on SafetyHopperVelocity-v1: episode reward")
 
 
 def test_watch_policies_draws_a_labelled_strip_and_gif_and_prints_each_episode_cost(egl, tmp_path, capsys):
