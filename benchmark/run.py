@@ -15,7 +15,8 @@ timestamp so that the same matrix finds its runs again:
         progress.csv  config.json  resume.pt (every epoch)  {exp}.pt (at the end)
 
 Skip / resume decisions (`plan_run`), made again for every run each time the matrix is started:
-- finished: some subfolder holds the final checkpoint `{exp}.pt` (robustness: robustness.csv) -> skipped;
+- finished: some subfolder holds the final checkpoint `{exp}.pt` (robustness: robustness.csv), or a
+  progress.csv that reached the budget (a published record: docs/runs/matrix has no checkpoints) -> skipped;
 - interrupted: a subfolder has progress.csv but no final checkpoint -> continued with
   `--resume <that subfolder>` (the most advanced one) when it holds the resume.pt that the scripts
   write at every epoch end and the script's `--help` lists `--resume`; otherwise (stopped inside its
@@ -46,14 +47,33 @@ Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation ta
   SafetyHopperVelocity-v1; ablation-unsafe (C.2): pi_unsafe trained with the CVaR or the mean critic
   on Hopper and CarCircle1, and sTRPO given each; ablation-unsafe-strength: sTRPO (seeds 0-4) against
   the policies that collected epochs of C.2's CVaR pi_unsafe run of seed 0; `ablations` = all five;
-- robustness (D): robustness_attack.py on the final checkpoints of `main` for the two navigation
-  tasks, attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms;
+- robustness (D): robustness_attack.py on the final checkpoints of `main` for the four paper tasks,
+  attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms;
 - all: everything above.
+Presets beyond the paper's matrix (not in `all`):
+- seeds: seeds 0-9 of sTRPO, CPO, CPPO-PID and CUP on SafetyHopperVelocity-v1 and SafetyCarCircle1-v0 at
+  the budgets of `main`, plus sTRPO with `--delta2 0.01` (the main text's single delta) on both tasks; a
+  run that `main` has too (same script, task, seed, flags, budget) has main's name and group, so its
+  folder is found and skipped, never run twice;
+- long: sTRPO, CPO, CPPO-PID, CUP and PPO-Lag, seeds 0-2, on SafetyCarCircle1-v0 at 1,000,000 steps and
+  SafetyAntVelocity-v1 at 2,000,000 (names end in `__long__SEED`: another budget, another folder).
+
+Provenance: every run.json records the git commit of the repository and whether its tracked files had
+uncommitted changes (`git_commit`, `git_dirty`), and the command as run from the repository root with
+relative paths (`python strpo.py ...`; the subprocess itself uses this interpreter, sys.executable).
+
+wandb: `--track` passes `--track --wandb-project-name P [--wandb-entity E]` to every training run and, in
+its environment, WANDB_RUN_GROUP = `{group}__{env_id}` (the page's sections), WANDB_JOB_TYPE = the
+algorithm and variant, WANDB_TAGS = algorithm, variant, preset, task; with WANDB_MODE=offline the runs
+land in each run folder's wandb/ for `wandb sync`. Tracking does not change a run, so it is not part of
+what run.json must match (a tracked matrix reuses untracked runs and the other way round).
 
     python benchmark/run.py --preset main --dry-run                 # print the 108 commands
     python benchmark/run.py --preset main                           # run them on a local pool
     python benchmark/run.py --preset main --filter Hopper '__(strpo|cpo)__'
     python benchmark/run.py --preset ablations robustness --address auto   # on a running Ray cluster
+    python benchmark/run.py --preset seeds --dry-run                # main's seeds 0-2 skip, the rest start
+    WANDB_MODE=offline python benchmark/run.py --preset main --track   # then: wandb sync runs/matrix/*/*/wandb/offline-run-*
 """
 from __future__ import annotations
 
@@ -104,6 +124,12 @@ ROBUSTNESS_RATES = ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
 NAVIGATION_WORDS = ("Goal", "Circle", "Button", "Push")
 PRESETS = ("main", "ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components",
            "ablation-unsafe-strength", "robustness")
+EXTRA_PRESETS = ("seeds", "long")  # beyond the paper's matrix: not in `all`
+SEEDS_ALGOS = ("strpo", "cpo", "cppo_pid", "cup")  # the `seeds` preset: sTRPO and the three closest baselines
+SEEDS_TASKS = ("SafetyHopperVelocity-v1", "SafetyCarCircle1-v0")
+MANY_SEEDS = tuple(range(10))
+LONG_ALGOS = ("strpo", "cpo", "cppo_pid", "cup", "ppo_lag")
+LONG_STEPS = {"SafetyCarCircle1-v0": 1_000_000, "SafetyAntVelocity-v1": 2_000_000}
 ALIASES = {"ablations": ("ablation-delta", "ablation-lambda2", "ablation-unsafe", "ablation-components",
                          "ablation-unsafe-strength"),
            "all": PRESETS}
@@ -115,7 +141,7 @@ OBJECT_STORE_BYTES = 100 * 1024**2  # tasks pass only small status dicts; Ray's 
 class Args:
     preset: list[str] = field(default_factory=lambda: ["main"])
     """presets to run: main, ablation-delta, ablation-lambda2, ablation-unsafe, ablation-components,
-    ablation-unsafe-strength, robustness; `ablations` = the five ablations, `all` = everything"""
+    ablation-unsafe-strength, robustness; `ablations` = the five ablations, `all` = all of those; beyond the paper: seeds, long"""
     root: str = "runs/matrix"
     """folder of the runs' stable folders (relative paths are taken from the repository root)"""
     filter: list[str] = field(default_factory=list)
@@ -125,7 +151,7 @@ class Args:
     env_ids: Optional[list[str]] = None
     """keep only these tasks"""
     seeds: Optional[list[int]] = None
-    """seeds instead of 0 1 2"""
+    """seeds instead of the presets' own (0 1 2; the seeds preset 0-9)"""
     dry_run: bool = False
     """print each run's decision and command, run nothing"""
     workers: Optional[int] = None
@@ -144,6 +170,13 @@ class Args:
     """episodes per attack rate and checkpoint in the robustness preset (paper: 1000)"""
     check_flags: bool = True
     """before launching, check with each script's --help that it knows every flag its runs pass"""
+    track: bool = False
+    """log every training run to wandb (passes the scripts' --track; WANDB_MODE=offline works without an
+    account, then `wandb sync`); group = preset group and task, job type and tags = algorithm and variant"""
+    wandb_project: str = "strpo"
+    """wandb project of the runs (the scripts' --wandb-project-name)"""
+    wandb_entity: Optional[str] = None
+    """wandb entity (team) of the runs; default: your default entity"""
 
 
 @dataclass
@@ -173,6 +206,18 @@ class Run:
         if "--exp-name" in self.flags:
             return self.flags[self.flags.index("--exp-name") + 1] + ".pt"
         return Path(self.script).stem + ".pt"
+
+    @property
+    def wandb_env(self) -> dict[str, str]:
+        """wandb's documented environment variables for this run (the scripts' wandb.init takes no group,
+        job type or tags): the group is the page's section (group and task), the job type and the tags the
+        algorithm and variant read from the name {env}__{algo}[__{variant}]__{seed}."""
+        parts = self.name.split("__")
+        algo, variant = (parts[1], "__".join(parts[2:-1])) if len(parts) >= 3 else (Path(self.script).stem, "")
+        tags = [algo, *([variant] if variant else []), self.preset, self.env_id]
+        return {"WANDB_RUN_GROUP": f"{self.group}__{self.env_id}",
+                "WANDB_JOB_TYPE": f"{algo}__{variant}" if variant else algo,
+                "WANDB_TAGS": ",".join(dict.fromkeys(t.replace(",", ";")[:64] for t in tags))}
 
     @property
     def inputs(self) -> list[str]:
@@ -215,8 +260,11 @@ def matrix(scripts: list[str], env_ids: list[str], seeds: list[int], flags: list
             for env in env_ids for s in scripts for seed in seeds]
 
 
-def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 1, episodes: int = 20) -> list[Run]:
-    """The runs of one preset (see the module docstring; values from the paper's appendices C and D)."""
+def preset_runs(preset: str, seeds: Optional[tuple[int, ...]] = None, nav_cpus: int = 1, episodes: int = 20) -> list[Run]:
+    """The runs of one preset (see the module docstring; values from the paper's appendices C and D).
+    seeds: default 0-2 (the `seeds` preset: 0-9)."""
+    if seeds is None:
+        seeds = MANY_SEEDS if preset == "seeds" else SEEDS
     hopper = ABLATION_TASK
     strpo = ALGORITHMS["strpo"]
 
@@ -274,9 +322,9 @@ def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 1, 
                                    f"unsafe=epoch{k}", nav_cpus)
                          for seed in STRENGTH_SEEDS]
         return runs
-    if preset == "robustness":  # D: one attack sweep per (navigation task, seed) over the nine algorithms
+    if preset == "robustness":  # D: one attack sweep per (task, seed) over the nine algorithms
         runs = []
-        for env in NAVIGATION_TASKS:
+        for env in NAVIGATION_TASKS + tuple(t for t in PAPER_TASKS if t not in NAVIGATION_TASKS):
             for seed in seeds:
                 ckpts = [f"@ckpt:{env}__{algo}__{seed}/{algo}.pt" for algo in ALGORITHMS]
                 runs.append(Run(name=f"{env}__robustness__{seed}", preset="robustness", group="robustness",
@@ -285,15 +333,30 @@ def preset_runs(preset: str, seeds: tuple[int, ...] = SEEDS, nav_cpus: int = 1, 
                                        "--episodes", str(episodes), "--seed", str(seed)],
                                 cpus=cpus_needed(env, [], nav_cpus)))
         return runs
-    raise SystemExit(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS + tuple(ALIASES))}")
+    if preset == "seeds":  # main's runs keep main's name and group: the folders main left are reused
+        runs = [train_run("main", "main", algo, algo, ALGORITHMS[algo], env, seed, [], nav_cpus=nav_cpus)
+                for env in SEEDS_TASKS for algo in SEEDS_ALGOS for seed in seeds]
+        return runs + [train_run(preset, "seeds-delta2", "δ2 = 1e-2 (= δ1)", "strpo", strpo, env, seed,
+                                 ["--delta2", "0.01"], "delta2=1e-2", nav_cpus)
+                       for env in SEEDS_TASKS for seed in seeds]
+    if preset == "long":  # another budget: another name (and folder) than main's
+        runs = []
+        for env, steps in LONG_STEPS.items():
+            for algo in LONG_ALGOS:
+                for seed in seeds:
+                    run = train_run(preset, "long", algo, algo, ALGORITHMS[algo], env, seed, [], "long", nav_cpus)
+                    run.total_timesteps = steps
+                    runs.append(run)
+        return runs
+    raise SystemExit(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS + EXTRA_PRESETS + tuple(ALIASES))}")
 
 
 def expand_presets(names: list[str]) -> list[str]:
     out = []
     for name in names:
         for preset in ALIASES.get(name, (name,)):
-            if preset not in PRESETS:
-                raise SystemExit(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS + tuple(ALIASES))}")
+            if preset not in PRESETS + EXTRA_PRESETS:
+                raise SystemExit(f"error: unknown preset {preset!r}; choose from {', '.join(PRESETS + EXTRA_PRESETS + tuple(ALIASES))}")
             if preset not in out:
                 out.append(preset)
     return out
@@ -301,7 +364,7 @@ def expand_presets(names: list[str]) -> list[str]:
 
 def select_runs(args: Args) -> list[Run]:
     """Presets expanded, then narrowed by --algos/--env-ids/--filter and changed by the budget overrides."""
-    seeds = tuple(args.seeds) if args.seeds is not None else SEEDS
+    seeds = tuple(args.seeds) if args.seeds is not None else None
     runs = [r for p in expand_presets(args.preset)
             for r in preset_runs(p, seeds, args.nav_cpus, args.robustness_episodes)]
     if args.algos is not None:
@@ -384,6 +447,9 @@ def run_state(run: Run, root: Path) -> tuple[str, Optional[Path]]:
     if ckpt is not None:
         return "finished", ckpt
     partial = [p for p in subfolders(run_dir) if (p / "progress.csv").is_file()]
+    done = [p for p in partial if run.kind == "train" and progress_steps(p / "progress.csv") >= run.total_timesteps]
+    if done:  # the whole budget trained but no checkpoint: a published record (aggregate.py --publish)
+        return "finished", done[0] / "progress.csv"
     if partial:  # the most advanced one; among equals, one that the script can resume (its resume.pt)
         return "interrupted", max(partial, key=lambda p: (progress_steps(p / "progress.csv"), (p / "resume.pt").is_file(), p.name))
     return "new", None
@@ -413,21 +479,50 @@ def resolve_flags(run: Run, root: Path) -> tuple[list[str], list[str]]:
     return flags, missing
 
 
-def build_command(run: Run, root: Path, python: str, resume_from: Optional[Path] = None) -> tuple[list[str], list[str]]:
-    """The subprocess's argv (run from the repository root) and the input checkpoints still missing."""
+def tracking_flags(wandb: Optional[dict]) -> list[str]:
+    """The training scripts' wandb flags for run.py's --track (wandb = {"project": P, "entity": E or None})."""
+    if not wandb:
+        return []
+    return ["--track", "--wandb-project-name", wandb["project"],
+            *(["--wandb-entity", wandb["entity"]] if wandb.get("entity") else [])]
+
+
+def build_command(run: Run, root: Path, python: str, resume_from: Optional[Path] = None,
+                  wandb: Optional[dict] = None) -> tuple[list[str], list[str]]:
+    """The subprocess's argv (run from the repository root) and the input checkpoints still missing.
+    `wandb` (run.py's --track) adds the scripts' wandb flags to a training run; it is not one of run.flags,
+    so it never makes run.json mismatch."""
     flags, missing = resolve_flags(run, root)
     run_dir = root / run.name
     if run.kind == "robustness":
         return [python, run.script, *flags, "--out", shown(run_dir / "attack")], missing
     cmd = [python, run.script, "--env-id", run.env_id, "--seed", str(run.seed),
            "--total-timesteps", str(run.total_timesteps), "--steps-per-epoch", str(run.steps_per_epoch),
-           "--output-dir", shown(run_dir), *flags]
+           "--output-dir", shown(run_dir), *flags, *tracking_flags(wandb)]
     if resume_from is not None:
         cmd += ["--resume", shown(resume_from)]
     return cmd, missing
 
 
-def plan_run(run: Run, root: Path, resumable: bool, python: str = "python") -> dict:
+def portable_command(cmd: list[str]) -> str:
+    """The command as run.json and log.txt record it: `python` for the interpreter, every absolute path
+    relative to the repository root (the subprocess's working directory), so no record names this machine."""
+    rel = [a if not os.path.isabs(a) else os.path.relpath(a, ROOT) for a in cmd[1:]]
+    return shlex.join(["python", *rel])
+
+
+def git_provenance() -> dict:
+    """The repository's commit and whether its tracked files differ from it (None when git cannot tell)."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return {"git_commit": git("rev-parse", "HEAD"),
+                "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def plan_run(run: Run, root: Path, resumable: bool, python: str = "python", wandb: Optional[dict] = None) -> dict:
     """What starting the matrix does with this run now: action skip | resume | restart | start | refuse,
     the command, and why."""
     state, path = run_state(run, root)
@@ -438,7 +533,7 @@ def plan_run(run: Run, root: Path, resumable: bool, python: str = "python") -> d
                 "why": f"{path} records another budget or other flags; use another --root"}
     resumable = resumable and state == "interrupted" and (path / "resume.pt").is_file()
     resume_from = path if resumable else None
-    cmd, missing = build_command(run, root, python, resume_from)
+    cmd, missing = build_command(run, root, python, resume_from, wandb)
     if state == "interrupted":
         action = "resume" if resumable else "restart"
         why = (f"interrupted at step {progress_steps(path / 'progress.csv')}: "
@@ -481,14 +576,15 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> dict:
+def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict, wandb: Optional[dict] = None) -> dict:
     """Body of the Ray task: decide again (the inputs have finished by now), then run the subprocess with
-    its output in {root}/NAME/log.txt. Returns a status dict; never raises, so dependants can read it."""
+    its output in {root}/NAME/log.txt. Returns a status dict; never raises, so dependants can read it.
+    wandb: run.py's --track ({"project", "entity"}), or None."""
     run, root = Run(**run_dict), Path(root)
     started = time.time()
     status = {"name": run.name, "seconds": 0.0}
     failed_inputs = [u["name"] for u in upstream if u["status"] not in ("finished", "skipped")]
-    plan = plan_run(run, root, resumable, sys.executable)
+    plan = plan_run(run, root, resumable, sys.executable, wandb)
     if plan["action"] == "skip":
         return {**status, "status": "skipped", "why": plan["why"]}
     if plan["action"] == "refuse":
@@ -498,15 +594,16 @@ def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict) -> 
                 "why": f"inputs failed: {failed_inputs}" if failed_inputs else f"missing {plan['missing']}"}
     run_dir = root / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {**asdict(run), "command": shlex.join(plan["command"]), "action": plan["action"],
-              "started_at": started, "ended_at": None, "returncode": None}
+    record = {**asdict(run), "command": portable_command(plan["command"]), "action": plan["action"],
+              **git_provenance(), "started_at": started, "ended_at": None, "returncode": None}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    env = {**os.environ, **(run.wandb_env if wandb and run.kind == "train" else {})}
     with open(run_dir / "log.txt", "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {plan['action']}: {plan['why']}\n"
-                  f"$ {shlex.join(plan['command'])}\n")
+                  f"$ {record['command']}\n")
         log.flush()
         returncode = subprocess.run(plan["command"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent).returncode
+                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, env=env).returncode
         log.write(f"=== exit code {returncode}\n")
     record.update(ended_at=time.time(), returncode=returncode)  # aggregate.py reports the matrix's wall time
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
@@ -562,7 +659,7 @@ class Progress:
 
 
 def launch(runs: list[Run], root: Path, resumable: dict[str, bool], workers: Optional[int] = None,
-           address: Optional[str] = None, progress: bool = True) -> list[dict]:
+           address: Optional[str] = None, progress: bool = True, wandb: Optional[dict] = None) -> list[dict]:
     """Submit every run as a Ray task (dependants receive their inputs' object refs) and wait for all."""
     import ray
 
@@ -582,7 +679,7 @@ def launch(runs: list[Run], root: Path, resumable: dict[str, bool], workers: Opt
             upstream = [submit(by_name[n]) for n in run.inputs if n in by_name]
             cpus = min(run.cpus, pool)  # a 2-CPU run on a 1-CPU pool would wait forever
             refs[run.name] = task.options(num_cpus=cpus, max_retries=1, name=run.name).remote(
-                asdict(run), str(root), resumable.get(run.script, False), *upstream)
+                asdict(run), str(root), resumable.get(run.script, False), *upstream, wandb=wandb)
             return refs[run.name]
 
         for run in runs:
@@ -611,6 +708,7 @@ def main(args: Args) -> list[dict]:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive")
     root = root_path(args.root)
+    wandb = {"project": args.wandb_project, "entity": args.wandb_entity} if args.track else None
     runs = select_runs(args)
     if not runs:
         raise SystemExit("error: no run left after --algos/--env-ids/--filter")
@@ -633,7 +731,7 @@ def main(args: Args) -> list[dict]:
 
     counts = {}
     for run in runs:
-        plan = plan_run(run, root, resumable.get(run.script, False), "python")
+        plan = plan_run(run, root, resumable.get(run.script, False), "python", wandb)
         counts[plan["action"]] = counts.get(plan["action"], 0) + 1
         if args.dry_run:
             cmd = "" if plan["command"] is None else "\n    " + shlex.join(plan["command"])
@@ -647,7 +745,7 @@ def main(args: Args) -> list[dict]:
     if all(states[r.name] == "finished" for r in launchable):  # no need to start Ray
         results += [{"name": r.name, "status": "skipped"} for r in launchable]
     else:
-        results += launch(launchable, root, resumable, args.workers, args.address)
+        results += launch(launchable, root, resumable, args.workers, args.address, wandb=wandb)
     by_status = {}
     for r in results:
         by_status.setdefault(r["status"], []).append(r["name"])

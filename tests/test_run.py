@@ -2,6 +2,8 @@
 follow the folders on disk, and a real two-run matrix goes through a local Ray pool."""
 import csv
 import json
+import os
+import struct
 import subprocess
 import sys
 import time
@@ -90,10 +92,12 @@ def test_unsafe_strength_runs_strpo_against_policies_of_one_pi_unsafe_run_that_c
     assert len(both) == len({r.name for r in both}) == 24 + 40
 
 
-def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_navigation_task_and_seed(run_py):
+def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_paper_task_and_seed(run_py):
     runs = run_py.preset_runs("robustness", episodes=7)
     main_names = {r.name for r in run_py.preset_runs("main")}
-    assert len(runs) == 2 * 3 and {r.env_id for r in runs} == {"SafetyCarCircle1-v0", "SafetyCarGoal1-v0"}
+    assert len(runs) == 4 * 3 and {r.env_id for r in runs} == set(run_py.PAPER_TASKS)
+    # the navigation sweeps keep the names of the published ones
+    assert {f"{env}__robustness__{seed}" for env in run_py.NAVIGATION_TASKS for seed in (0, 1, 2)} <= {r.name for r in runs}
     for r in runs:
         assert len(r.inputs) == 9 and set(r.inputs) <= main_names
         assert all(n.startswith(r.env_id) and n.endswith(f"__{r.seed}") for n in r.inputs)
@@ -104,7 +108,7 @@ def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_navigation_
 
 def test_aliases_filters_and_overrides_narrow_and_change_the_matrix(run_py):
     args = run_py.Args(preset=["all"])
-    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 40 + 6  # strength shares C.2's 2 sources
+    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 40 + 12  # strength shares C.2's 2 sources; not seeds/long
     args = run_py.Args(preset=["main", "ablations"], filter=["Hopper", "strpo|cpo"], seeds=[0])
     names = [r.name for r in run_py.select_runs(args)]
     assert names and all("Hopper" in n and ("strpo" in n or "cpo" in n) for n in names)
@@ -198,3 +202,106 @@ def test_a_two_run_matrix_runs_through_a_local_ray_pool_then_is_skipped(tmp_path
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "2 runs under" in again.stdout and "2 skip" in again.stdout
     assert "done: 2 skipped" in again.stdout
+
+
+def test_seeds_preset_reuses_the_runs_main_has_and_adds_seeds_3_to_9(run_py, capsys):
+    runs = run_py.preset_runs("seeds")
+    main = {r.name: r for r in run_py.preset_runs("main")}
+    plain = [r for r in runs if not r.flags]
+    assert len(plain) == 4 * 2 * 10 and {r.seed for r in plain} == set(range(10))
+    assert {r.env_id for r in runs} == {"SafetyHopperVelocity-v1", "SafetyCarCircle1-v0"}
+    for r in plain:  # same name, group and identity as main: the folder main (or --preset main --seeds 3..9) left
+        assert r.name == f"{r.env_id}__{r.label}__{r.seed}" and r.group == "main"
+        if r.name in main:
+            assert run_py.identity(r) == run_py.identity(main[r.name]) and r.group == main[r.name].group
+    delta2 = [r for r in runs if r.flags]
+    assert len(delta2) == 2 * 10 and all(r.flags == ["--delta2", "0.01"] and r.script == "strpo.py" for r in delta2)
+    assert not {r.name for r in delta2} & set(main)
+    # against the published record: main's 24 runs are found and skipped, the other 56 + 20 start
+    run_py.main(run_py.Args(preset=["seeds"], root=str(ROOT / "docs" / "runs" / "matrix"), dry_run=True))
+    out = capsys.readouterr().out
+    assert "100 runs under" in out and "24 skip" in out and "76 start" in out and "refuse" not in out
+    assert "[skip] SafetyCarCircle1-v0__cup__2 " in out and "[start] SafetyCarCircle1-v0__cup__3 " in out
+
+
+def test_long_preset_has_its_own_names_and_budgets(run_py):
+    runs = run_py.preset_runs("long")
+    main_names = {r.name for r in run_py.preset_runs("main")}
+    assert len(runs) == 2 * 5 * 3 and not {r.name for r in runs} & main_names
+    assert {(r.env_id, r.total_timesteps) for r in runs} == {("SafetyCarCircle1-v0", 1_000_000),
+                                                             ("SafetyAntVelocity-v1", 2_000_000)}
+    assert {r.label for r in runs} == {"strpo", "cpo", "cppo_pid", "cup", "ppo_lag"} and {r.seed for r in runs} == {0, 1, 2}
+    assert all(r.name.endswith(f"__long__{r.seed}") for r in runs)
+    assert len(run_py.select_runs(run_py.Args(preset=["seeds", "long"]))) == 100 + 30
+
+
+def test_every_published_run_is_still_found_finished_with_the_current_presets(run_py, capsys):
+    run_py.main(run_py.Args(preset=["all"], root=str(ROOT / "docs" / "runs" / "matrix"), dry_run=True, track=True))
+    out = capsys.readouterr().out
+    records = {p.parent.name: json.loads(p.read_text()) for p in (ROOT / "docs" / "runs" / "matrix").glob("*/run.json")}
+    runs = {r.name: r for r in run_py.select_runs(run_py.Args(preset=["all"]))}
+    assert records and set(records) <= set(runs)  # no published run changed its name
+    same = {name for name, rec in records.items()  # those whose preset still asks for what they recorded
+            if all(rec.get(k) == v for k, v in run_py.identity(runs[name]).items())}
+    skipped = {line.split()[1] for line in out.splitlines() if line.startswith("[skip]")}
+    assert len(same) >= 144 and same <= skipped
+
+
+def test_tracking_passes_the_wandb_flags_without_changing_what_the_run_is(run_py, tmp_path):
+    (run,) = run_py.matrix(["baselines/ppo_lag.py"], ["SafetyHopperVelocity-v1"], [0])
+    wandb = {"project": "p", "entity": "team"}
+    cmd, _ = run_py.build_command(run, tmp_path, "python", wandb=wandb)
+    assert cmd[-5:] == ["--track", "--wandb-project-name", "p", "--wandb-entity", "team"]
+    assert "--track" not in run_py.build_command(run, tmp_path, "python")[0]
+    assert run_py.tracking_flags({"project": "p", "entity": None}) == ["--track", "--wandb-project-name", "p"]
+    write_progress(tmp_path / run.name / "x", [450_000])  # an untracked run, finished
+    (tmp_path / run.name / "run.json").write_text(json.dumps(run_py.identity(run)))
+    assert run_py.plan_run(run, tmp_path, True, wandb=wandb)["action"] == "skip"
+    (unsafe,) = [r for r in run_py.preset_runs("ablation-unsafe", seeds=(1,)) if r.script == "unsafe_cvar_trpo.py"][:1]
+    assert unsafe.wandb_env == {"WANDB_RUN_GROUP": "ablation-unsafe-reference__SafetyHopperVelocity-v1",
+                                "WANDB_JOB_TYPE": "unsafe_cvar_trpo__critic=cvar",
+                                "WANDB_TAGS": "unsafe_cvar_trpo,critic=cvar,ablation-unsafe,SafetyHopperVelocity-v1"}
+
+
+def wandb_run_record(path: Path):
+    """The `run` record of an offline wandb run file (run-ID.wandb: a LevelDB-style log of protobuf records
+    in 32 KiB blocks after a 7-byte header; each chunk has a 4-byte checksum, 2-byte length and 1-byte type)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, buf, block = path.read_bytes(), 7, b"", 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0 and length == 0:
+            break
+        buf = chunk if kind in (1, 2) else buf + chunk  # 1 full, 2 first, 3 middle, 4 last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(buf)
+            if record.WhichOneof("record_type") == "run":
+                return record.run
+    return None
+
+
+def test_a_tracked_run_logs_offline_to_wandb_grouped_as_the_page_and_records_its_provenance(tmp_path):
+    cmd = [sys.executable, str(RUN), "--preset", "main", "--algos", "ppo_lag", "--env-ids", "SafetyHopperVelocity-v1",
+           "--seeds", "0", "--total-timesteps", "1000", "--steps-per-epoch", "1000", "--num-envs", "1", "--workers", "1",
+           "--root", str(tmp_path), "--track", "--wandb-project", "matrix-test"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    run_dir = tmp_path / "SafetyHopperVelocity-v1__ppo_lag__0"
+    (offline,) = list(run_dir.glob("*/wandb/offline-run-*"))
+    (wandb_file,) = list(offline.glob("run-*.wandb"))
+    run = wandb_run_record(wandb_file)
+    assert run.project == "matrix-test" and run.run_group == "main__SafetyHopperVelocity-v1"
+    assert run.job_type == "ppo_lag" and list(run.tags) == ["ppo_lag", "main", "SafetyHopperVelocity-v1"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert len(record["git_commit"]) == 40 and isinstance(record["git_dirty"], bool)
+    assert record["command"].startswith("python baselines/ppo_lag.py ") and "--track" in record["command"]
+    assert not any(os.path.isabs(token) for token in record["command"].split()), record["command"]
+    assert sys.executable not in json.dumps(record)
+    assert not any(isinstance(v, str) and os.path.isabs(v) for v in record.values())
