@@ -1,14 +1,14 @@
 """Parity table: our baselines against OmniSafe 0.5.0 on SafetyHopperVelocity-v1 at 450k steps.
 
 Reads our run records (docs/runs/parity-hopper-450k/<script>__<env>__seed<k>/progress.csv) and
-OmniSafe's progress.csv files (../shared/peer-runs/omnisafe-hopper-450k/<ALGO>_seed-00<k>.csv by
+OmniSafe's progress.csv files (docs/runs/peer-omnisafe/omnisafe-hopper-450k/<ALGO>_seed-00<k>.csv by
 default) and prints a Markdown table. Final = mean of the last 3 epochs of the episode return /
 cost per seed, then mean ± std (sample std, ddof=1, as in the OmniSafe folder's README) over seeds; mean cost = mean
 episode cost over all epochs per seed, then mean ± std over seeds. Epochs with no finished
 episode (NaN) are skipped in the means.
 
     python benchmark/parity_table.py
-    python benchmark/parity_table.py --ours docs/runs/parity-hopper-450k --omnisafe ../shared/peer-runs/omnisafe-hopper-450k
+    python benchmark/parity_table.py --ours docs/runs/parity-hopper-450k --omnisafe docs/runs/peer-omnisafe/omnisafe-hopper-450k
     python benchmark/parity_table.py --variants docs/runs/parity-hopper-450k/cpo-variants   # single-seed CPO variants
     # the same comparison on benchmark/run.py's records (the main matrix's Hopper runs, current code):
     python benchmark/parity_table.py --matrix docs/runs/matrix --out benchmark/results/parity_matrix.md
@@ -65,7 +65,7 @@ def variants_table(folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ours", type=Path, default=ROOT / "docs" / "runs" / "parity-hopper-450k")
-    parser.add_argument("--omnisafe", type=Path, default=ROOT.parent / "shared" / "peer-runs" / "omnisafe-hopper-450k")
+    parser.add_argument("--omnisafe", type=Path, default=ROOT / "docs" / "runs" / "peer-omnisafe" / "omnisafe-hopper-450k")
     parser.add_argument("--env-id", default="SafetyHopperVelocity-v1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--matrix", type=Path, default=None,
