@@ -58,6 +58,13 @@ import tyro
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COST_LIMIT = 25.0  # every script's default (SPEC 3)
 FINAL_FRACTION = 0.1  # "final" = the last 10% of a run's epochs unless --final-epochs says otherwise
+LATE_FRACTION = 1 / 3  # "cost over the last third": the mean episode cost of a run's last third of epochs
+CI_LEVEL = 95  # every confidence interval: a percentile bootstrap over seeds (or rliable's, over runs and tasks)
+# What a run is scored on, beside the final values: measures over many epochs, which one swing of a PID
+# multiplier in the last epochs cannot flip (issue 24). key -> (table header, digits)
+METRICS = {"final_reward": ("final reward", 1), "final_cost": ("final cost", 1),
+           "mean_cost": ("mean cost over training", 1), "late_cost": ("cost over the last third", 1),
+           "over_limit": ("epochs over the limit", 2)}
 # legend labels of benchmark/run.py's ablation presets (tests/test_aggregate.py checks they are run.py's)
 DELTA_LABELS = {"1e-2": "δ = 1e-2", "1e-4": "δ = 1e-4", "decoupled": "δ1 = 1e-2, δ2 = 1e-4"}
 LAMBDA2_LABELS = ("λ2 = 0.01 (fixed)", "λ2 = 1.0 (fixed)")
@@ -115,6 +122,8 @@ class Record:
     seconds: float = float("nan")  # time_elapsed of the last row
     wall: tuple = (None, None)  # run.json's started_at / ended_at (unix time) of the attempt that wrote it
     multiplier_max: float = float("nan")  # largest Lagrange multiplier logged (lagrange_multiplier or lambda_cost)
+    commit: Optional[str] = None  # run.json's git_commit (benchmark/run.py since issue 26); None: unrecorded
+    dirty: Optional[bool] = None  # run.json's git_dirty: tracked files differed from that commit
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,7 +151,8 @@ def read_progress(path: Path) -> dict[str, np.ndarray]:
 def describe(progress: Path) -> Optional[dict]:
     """group/label/env/seed/budget of the run that wrote this progress.csv (None if unrecognisable)."""
     folder = progress.parent
-    meta = {"group": "main", "planned_steps": None, "cost_limit": DEFAULT_COST_LIMIT, "wall": (None, None)}
+    meta = {"group": "main", "planned_steps": None, "cost_limit": DEFAULT_COST_LIMIT, "wall": (None, None),
+            "commit": None, "dirty": None}
     config_path = folder / "config.json"
     config = {}
     if config_path.is_file():
@@ -168,7 +178,8 @@ def describe(progress: Path) -> Optional[dict]:
             meta.update(group=run.get("group", meta["group"]), label=run.get("label", meta["label"]),
                         seed=int(run.get("seed", meta["seed"])), env_id=run.get("env_id", meta["env_id"]),
                         planned_steps=run.get("total_timesteps", meta["planned_steps"]),
-                        wall=(run.get("started_at"), run.get("ended_at")))
+                        wall=(run.get("started_at"), run.get("ended_at")), commit=run.get("git_commit"),
+                        dirty=run.get("git_dirty"))
         except json.JSONDecodeError:
             pass
     return meta
@@ -190,6 +201,7 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
             rec = Record(path=path, env_id=meta["env_id"], group=meta["group"], label=meta["label"],
                          seed=meta["seed"], step=data["global_step"], reward=data["ep_ret"], cost=data["ep_cost"],
                          planned_steps=meta["planned_steps"], cost_limit=meta["cost_limit"], wall=meta["wall"],
+                         commit=meta["commit"], dirty=meta["dirty"],
                          seconds=float(data["time_elapsed"][-1]) if "time_elapsed" in data else float("nan"),
                          multiplier_max=max((float(np.nanmax(data[k])) for k in MULTIPLIER_COLUMNS if k in data),
                                             default=float("nan")))
@@ -248,20 +260,46 @@ def n_final(n_epochs: int, final_epochs: Optional[int]) -> int:
 
 
 def run_scores(rec: Record, final_epochs: Optional[int]) -> dict:
-    """Final reward/cost (mean over the last epochs), mean cost over all of training, first-epoch reward."""
+    """Final reward/cost (mean over the last epochs), mean cost over all of training (the paper's
+    violations), mean cost over the last third of training, fraction of epochs whose mean episode cost
+    exceeds the cost limit (epochs without a finished episode left out), first-epoch reward."""
     k = n_final(len(rec.step), final_epochs)
+    late = max(1, math.ceil(LATE_FRACTION * len(rec.step)))
+    measured = rec.cost[~np.isnan(rec.cost)]
     return {"final_reward": float(np.nanmean(rec.reward[-k:])), "final_cost": float(np.nanmean(rec.cost[-k:])),
-            "mean_cost": float(np.nanmean(rec.cost)), "first_reward": float(rec.reward[0]),
-            "steps": int(rec.step[-1]), "final_k": k}
+            "mean_cost": float(np.nanmean(rec.cost)), "late_cost": float(np.nanmean(rec.cost[-late:])),
+            "over_limit": float(np.mean(measured > rec.cost_limit)) if measured.size else float("nan"),
+            "first_reward": float(rec.reward[0]), "steps": int(rec.step[-1]), "final_k": k}
 
 
 def mean_std(values) -> tuple[float, float]:
+    """Mean and sample std (ddof=1: 3 seeds with ddof=0 understate the spread) over seeds; std nan for one."""
     values = np.asarray(values, dtype=float)
-    return float(np.mean(values)), float(np.std(values))  # population std over seeds (ddof=0)
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
-def summary_table(records: list[Record], final_epochs: Optional[int]) -> list[dict]:
-    """One row per (task, label): mean and std over seeds of each run's scores."""
+def boot_means(values, rng: np.random.Generator, reps: int) -> np.ndarray:
+    """`reps` bootstrap means over seeds: rows of `values` (one per seed; scalars or curves) drawn with
+    replacement; returns shape (reps, *values.shape[1:])."""
+    values = np.asarray(values, dtype=float)
+    return values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
+
+
+def bootstrap_ci(statistic, groups: list, seed: int, reps: int) -> tuple[float, float, float]:
+    """Point value and 95% percentile-bootstrap CI over seeds of statistic(*means), each group (the per-seed
+    values of one algorithm or variant) resampled on its own. Its own generator, seeded: the same inputs
+    give the same interval, whatever numpy's global RNG does (unlike rliable 1.2.0, see global_numpy_seed)."""
+    point = float(statistic(*[np.mean(np.asarray(g, dtype=float), axis=0) for g in groups]))
+    if min(len(g) for g in groups) < 2:
+        return point, float("nan"), float("nan")  # one seed: no spread to resample
+    rng = np.random.default_rng(seed)
+    draws = np.asarray(statistic(*[boot_means(g, rng, reps) for g in groups]), dtype=float)
+    low, high = np.nanpercentile(draws, [(100 - CI_LEVEL) / 2, (100 + CI_LEVEL) / 2])
+    return point, float(low), float(high)
+
+
+def summary_table(records: list[Record], final_epochs: Optional[int], seed: int = 0, reps: int = 2000) -> list[dict]:
+    """One row per (task, label): mean, std (ddof=1) and 95% bootstrap CI over seeds of each run's scores."""
     groups = {}
     for rec in records:
         groups.setdefault((rec.env_id, rec.label), []).append(rec)
@@ -270,14 +308,17 @@ def summary_table(records: list[Record], final_epochs: Optional[int]) -> list[di
         recs = sorted(recs, key=lambda r: r.seed)
         scores = [run_scores(r, final_epochs) for r in recs]
         row = {"env_id": env_id, "algo": label, "seeds": len(recs), "seed_list": " ".join(str(r.seed) for r in recs)}
-        for key in ("final_reward", "final_cost", "mean_cost"):
-            row[key + "_mean"], row[key + "_std"] = mean_std([s[key] for s in scores])
+        for key in METRICS:
+            values = [s[key] for s in scores]
+            row[key + "_mean"], row[key + "_std"] = mean_std(values)
+            _, row[key + "_low"], row[key + "_high"] = bootstrap_ci(lambda m: m, [values], seed, reps)
         row["steps_min"] = min(s["steps"] for s in scores)
         row["steps_max"] = max(s["steps"] for s in scores)
         planned = {r.planned_steps for r in recs if r.planned_steps}
         row["planned_steps"] = max(planned) if planned else ""
         row["final_epochs"] = " ".join(sorted({str(s["final_k"]) for s in scores}))
         row["cost_limit"] = recs[0].cost_limit
+        row["commits"] = commits_text(recs)
         rows.append(row)
     return sorted(rows, key=lambda r: (r["env_id"], sort_key(r["algo"])))
 
@@ -287,11 +328,22 @@ def sort_key(label: str):
 
 
 def curve(recs: list[Record], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Epoch-by-epoch mean and std over seeds, up to the shortest seed (x: mean global step)."""
+    """Epoch-by-epoch mean and std (ddof=1; 0 for one seed) over seeds, up to the shortest seed (x: mean global step)."""
     n = min(len(r.step) for r in recs)
     values = np.stack([getattr(r, column)[:n] for r in recs])
     steps = np.stack([r.step[:n] for r in recs]).mean(axis=0)
-    return steps, np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+    std = np.nanstd(values, axis=0, ddof=1) if len(recs) > 1 else np.zeros(n)
+    return steps, np.nanmean(values, axis=0), std
+
+
+def commits_text(records: list[Record]) -> str:
+    """The commits of the code behind these runs (run.json's git_commit, 7 characters; `+dirty` when its
+    tracked files had changes), with how many runs each; runs recorded before run.py wrote it: unrecorded."""
+    counts = {}
+    for r in records:
+        key = commit_key(r.commit, r.dirty)
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: kv[0] == "unrecorded"))
 
 
 def normalisation(records: list[Record], final_epochs: Optional[int]) -> dict[str, tuple[float, float]]:
@@ -326,6 +378,26 @@ def score_matrices(records: list[Record], final_epochs: Optional[int]) -> tuple[
                 cs[i, j] = s["final_cost"] / rec.cost_limit
         reward[algo], cost[algo] = rw, cs
     return reward, cost, tasks, norm
+
+
+# the cost measures of the rliable section beside the final cost: key -> (run_scores key, divide by the limit)
+RLIABLE_COSTS = {"mean_cost": ("mean_cost", True), "late_cost": ("late_cost", True), "over_limit": ("over_limit", False)}
+
+
+def cost_matrices(records: list[Record], final_epochs: Optional[int], tasks: list[str]) -> dict[str, dict]:
+    """{measure: {algo: (runs x tasks)}} of the measures over many epochs (RLIABLE_COSTS), on the same runs
+    as score_matrices: mean cost over training / limit, cost over the last third / limit, epochs over the limit."""
+    out = {key: {} for key in RLIABLE_COSTS}
+    for algo in sorted({r.label for r in records}, key=sort_key):
+        per_task = [sorted((r for r in records if r.label == algo and r.env_id == t), key=lambda r: r.seed)
+                    for t in tasks]
+        if not tasks or not all(per_task):
+            continue
+        n = min(len(p) for p in per_task)
+        for key, (score, per_limit) in RLIABLE_COSTS.items():
+            out[key][algo] = np.array([[run_scores(recs[i], final_epochs)[score] / (recs[i].cost_limit if per_limit else 1)
+                                        for recs in per_task] for i in range(n)])
+    return out
 
 
 @contextlib.contextmanager
@@ -374,11 +446,15 @@ def aggregate_scores(records: list[Record], final_epochs: Optional[int], reps: i
         return out
     reward_iqm = iqm_with_ci(reward, reps, seed)
     cost_iqm = iqm_with_ci(cost, reps, seed)
+    extra = {key: iqm_with_ci(m, reps, seed) for key, m in cost_matrices(records, final_epochs, tasks).items()}
     for algo in reward:
-        out["rows"].append({"algo": algo, "runs_per_task": reward[algo].shape[0], "tasks": len(tasks),
-                            "reward_iqm": reward_iqm[algo][0], "reward_low": reward_iqm[algo][1],
-                            "reward_high": reward_iqm[algo][2], "cost_iqm": cost_iqm[algo][0],
-                            "cost_low": cost_iqm[algo][1], "cost_high": cost_iqm[algo][2]})
+        row = {"algo": algo, "runs_per_task": reward[algo].shape[0], "tasks": len(tasks),
+               "reward_iqm": reward_iqm[algo][0], "reward_low": reward_iqm[algo][1],
+               "reward_high": reward_iqm[algo][2], "cost_iqm": cost_iqm[algo][0],
+               "cost_low": cost_iqm[algo][1], "cost_high": cost_iqm[algo][2]}
+        for key, iqm in extra.items():
+            row.update({f"{key}_iqm": iqm[algo][0], f"{key}_low": iqm[algo][1], f"{key}_high": iqm[algo][2]})
+        out["rows"].append(row)
     if "strpo" in reward:
         for algo in reward:
             if algo == "strpo":
@@ -511,72 +587,330 @@ def expected_runs() -> dict[str, set]:
     return out
 
 
-def claims(table: list[dict]) -> list[str]:
-    """The paper's section 5 claims, each checked on the main table (final = last epochs, mean over seeds)."""
-    by = {(r["env_id"], r["algo"]): r for r in table}
-    lines = []
+# -- The paper's claims, each judged on a 95% bootstrap CI over seeds (issue 24): "agrees" or "disagrees"
+# only when the whole CI lies on one side of the claim's threshold, "inconclusive" otherwise.
+
+MATCH_REWARD = 0.2  # "matches" / "indistinguishable": final rewards within 20% of the reference's (1 - REASONABLY_WELL)
+MATCH_COST = 5.0  # ... and costs over the last third within 5 (20% of the cost limit) of each other
+WIDE_RANGE = 0.6  # appendix D "over a wide range of α" / "from α = 0 to about 0.7": every swept rate up to 0.6
+SPIKE_LABEL = "peak of the seed-mean cost curve"
+
+
+@dataclass
+class Evidence:
+    """One measured quantity of a claim: its value, its 95% CI and the verdict of the reading on it."""
+    metric: str
+    value: float
+    low: float
+    high: float
+    reading: str  # e.g. "agrees if the CI is at most 2.5"
+    verdict: str
+
+    def text(self, digits: int = 2) -> str:
+        ci = "no CI (one seed)" if self.low != self.low else f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return f"{self.metric} {self.value:.{digits}f} {ci}"
+
+
+@dataclass
+class Claim:
+    where: str  # "section 5, SafetyCarCircle1-v0"
+    quote: str  # the paper's claim
+    evidence: list[Evidence] = field(default_factory=list)
+    context: str = ""  # numbers for the reader that do not decide the verdict
+
+    @property
+    def verdict(self) -> str:
+        if not self.evidence:
+            return "not measured"
+        return combine(*(e.verdict for e in self.evidence))
+
+    def line(self) -> str:
+        decided = "; ".join(f"{e.text()} ({e.reading})" for e in self.evidence) or "not measured"
+        ctx = f" {self.context}" if self.context else ""
+        return f"- {self.where}, \"{self.quote}\": **{self.verdict}**. Decided by: {decided}.{ctx}"
+
+
+def side(low: float, high: float, threshold: float, agree_below: bool) -> str:
+    """agrees / disagrees when the whole CI is on one side of the threshold, inconclusive when it straddles it
+    (or there is no CI)."""
+    if low != low or high != high:
+        return "inconclusive"
+    below, above = high < threshold, low > threshold
+    if agree_below:
+        return "agrees" if below else "disagrees" if above else "inconclusive"
+    return "agrees" if above else "disagrees" if below else "inconclusive"
+
+
+def within(low: float, high: float, margin: float) -> str:
+    """An equivalence claim on a difference: agrees when the whole CI is inside ±margin, disagrees when it is
+    wholly outside, inconclusive otherwise."""
+    if low != low or high != high:
+        return "inconclusive"
+    if -margin <= low and high <= margin:
+        return "agrees"
+    return "disagrees" if low > margin or high < -margin else "inconclusive"
+
+
+def combine(*verdicts: str) -> str:
+    if "disagrees" in verdicts:
+        return "disagrees"
+    return "agrees" if all(v == "agrees" for v in verdicts) else "inconclusive"
+
+
+def evidence(metric: str, statistic, groups: list, reading: str, judge, seed: int, reps: int) -> Evidence:
+    value, low, high = bootstrap_ci(statistic, groups, seed, reps)
+    return Evidence(metric, value, low, high, reading, judge(low, high))
+
+
+def seed_values(records: list[Record], env: str, group: str, label: str, key: str,
+                final_epochs: Optional[int]) -> list[float]:
+    recs = sorted((r for r in records if r.env_id == env and r.group == group and r.label == label), key=lambda r: r.seed)
+    return [run_scores(r, final_epochs)[key] for r in recs]
+
+
+def section5_claims(records: list[Record], final_epochs: Optional[int], seed: int, reps: int) -> list[Claim]:
+    """The paper's section 5 claims on the main runs (cost measured over the last third of training: "driven
+    to (and sustained near) zero" is about where training settles, not about its last epochs)."""
+    main = [r for r in records if r.group == "main"]
+
+    def vals(env, algo, key):
+        return seed_values(main, env, "main", algo, key, final_epochs)
+
+    def baselines(env):
+        return sorted({r.label for r in main if r.env_id == env and r.label != "strpo"}, key=sort_key)
+
+    out = []
     for env in ("SafetyCarCircle1-v0", "SafetyHopperVelocity-v1", "SafetyAntVelocity-v1"):
-        s = by.get((env, "strpo"))
-        base = [r for (e, a), r in by.items() if e == env and a != "strpo"]
-        if s is None or not base:
-            lines.append(f"- {env}, sTRPO cost driven to about 0 while baselines stay at 15-30: not measured "
-                         f"(sTRPO or baselines missing).")
+        claim = Claim(f"section 5, {env}", "the mean episode cost is driven to (and sustained near) zero, whereas "
+                      "baselines stabilize between 15-30")
+        out.append(claim)
+        late, base = vals(env, "strpo", "late_cost"), baselines(env)
+        if not late or not base:
             continue
-        near_zero = s["final_cost_mean"] <= COST_NEAR_ZERO
-        in_band = sum(15 <= r["final_cost_mean"] <= 30 for r in base)
-        lower = sum(s["final_cost_mean"] < r["final_cost_mean"] for r in base)
-        lines.append(f"- {env}, \"sTRPO's cost is driven to about zero while baselines stay at 15-30\": "
-                     f"sTRPO's final cost is {s['final_cost_mean']:.1f} ± {s['final_cost_std']:.1f} "
-                     f"({'agrees: at most' if near_zero else 'disagrees: above'} {COST_NEAR_ZERO:g}, 10% of the limit); "
-                     f"{in_band} of {len(base)} baselines end between 15 and 30; sTRPO ends lower than "
-                     f"{lower} of {len(base)}. Rewards, for context: sTRPO {s['final_reward_mean']:.0f}, the "
-                     f"baselines {min(r['final_reward_mean'] for r in base):.0f} to "
-                     f"{max(r['final_reward_mean'] for r in base):.0f}.")
+        claim.evidence.append(evidence("sTRPO's cost over the last third of training", lambda m: m, [late],
+                                       f"near zero read as at most {COST_NEAR_ZERO:g}, 10% of the limit",
+                                       lambda lo, hi: side(lo, hi, COST_NEAR_ZERO, True), seed, reps))
+        base_late = {a: float(np.mean(vals(env, a, "late_cost"))) for a in base}
+        in_band = [a for a, v in base_late.items() if 15 <= v <= 30]
+        claim.context = (f"{len(in_band)} of {len(base)} baselines end their last third between 15 and 30 "
+                         f"(seed means {min(base_late.values()):.1f} to {max(base_late.values()):.1f}); sTRPO's final "
+                         f"cost {fmt(*mean_std(vals(env, 'strpo', 'final_cost')))}, final reward "
+                         f"{fmt(*mean_std(vals(env, 'strpo', 'final_reward')), digits=0)}.")
     env = "SafetyCarGoal1-v0"
-    s = by.get((env, "strpo"))
-    base = [r for (e, a), r in by.items() if e == env and a != "strpo"]
-    if s is None or not base:
-        lines.append(f"- {env}, sTRPO about half the next best baseline's cost at comparable reward: not measured.")
-    else:
-        # "comparable reward": a baseline's final reward differs from sTRPO's by less than the larger of the two
-        # stds over seeds (either way: a much higher reward is no more comparable than a much lower one); the
-        # next best baseline is the one of those with the lowest final cost
-        peers = [r for r in base if same_within_spread(s, r, "final_reward")]
-        claim = f"- {env}, \"about half the next best baseline's cost at comparable reward\": sTRPO's final cost is " \
-                f"{s['final_cost_mean']:.1f} ± {s['final_cost_std']:.1f} at reward {s['final_reward_mean']:.1f} ± " \
-                f"{s['final_reward_std']:.1f}"
+    claim = Claim(f"section 5, {env}", "sTRPO attains rewards comparable to the strongest reward-focused methods yet "
+                  "reduces cost to roughly half of the next best baseline")
+    out.append(claim)
+    reward, base = vals(env, "strpo", "final_reward"), baselines(env)
+    if reward and base:
+        # comparable reward: the 95% CIs over seeds of the final rewards overlap; the next best baseline is the
+        # one of those with the lowest cost over the last third of training
+        _, s_low, s_high = bootstrap_ci(lambda m: m, [reward], seed, reps)
+        peers = []
+        for a in base:
+            _, low, high = bootstrap_ci(lambda m: m, [vals(env, a, "final_reward")], seed, reps)
+            if low <= s_high and s_low <= high:
+                peers.append(a)
         if not peers:
-            near = min(base, key=lambda r: abs(r["final_reward_mean"] - s["final_reward_mean"]))
-            lines.append(f"{claim}; no baseline ends at a comparable reward (read as within the larger std over seeds), "
-                         f"so the claim cannot be checked: the closest, {DISPLAY.get(near['algo'], near['algo'])}, "
-                         f"ends at reward {near['final_reward_mean']:.1f} with cost {near['final_cost_mean']:.1f}.")
+            near = min(base, key=lambda a: abs(np.mean(vals(env, a, "final_reward")) - np.mean(reward)))
+            claim.context = (f"No baseline's final-reward CI overlaps sTRPO's ({np.mean(reward):.1f} "
+                             f"[{s_low:.1f}, {s_high:.1f}]), so no baseline is at comparable reward: the closest, "
+                             f"{DISPLAY.get(near, near)}, ends at {np.mean(vals(env, near, 'final_reward')):.1f}.")
         else:
-            best = min(peers, key=lambda r: r["final_cost_mean"])
-            ratio = s["final_cost_mean"] / best["final_cost_mean"] if best["final_cost_mean"] > 0 else float("inf")
-            lines.append(f"{claim}; of the {len(peers)} baseline(s) at comparable reward (read as within the larger "
-                         f"std over seeds) the lowest cost is {DISPLAY.get(best['algo'], best['algo'])}'s, "
-                         f"{best['final_cost_mean']:.1f} ± {best['final_cost_std']:.1f} at reward "
-                         f"{best['final_reward_mean']:.1f}: ratio {ratio:.2f} of the seed means "
-                         f"({'agrees' if ratio <= 0.5 else 'disagrees'}: the paper says about 0.5, read as at most 0.5).")
-    s_all = [r for r in table if r["algo"] == "strpo"]
-    c_all = {r["env_id"]: r for r in table if r["algo"] == "cpo"}
-    common = [r for r in s_all if r["env_id"] in c_all]
-    if common:
-        s_v = np.mean([r["mean_cost_mean"] for r in common])
-        c_v = np.mean([c_all[r["env_id"]]["mean_cost_mean"] for r in common])
-        ratio = c_v / s_v if s_v > 0 else float("inf")
-        lines.append(f"- \"2x fewer violations than the best baseline (CPO)\": mean episode cost over all of "
-                     f"training, averaged over {len(common)} task(s): sTRPO {s_v:.1f}, CPO {c_v:.1f}, CPO / sTRPO = "
-                     f"{ratio:.2f} ({'agrees' if ratio >= 2 else 'disagrees'}: the paper says at least 2).")
-    else:
-        lines.append("- \"2x fewer violations than the best baseline (CPO)\": not measured (sTRPO or CPO missing).")
-    return lines
+            best = min(peers, key=lambda a: np.mean(vals(env, a, "late_cost")))
+            claim.evidence.append(evidence(
+                f"cost over the last third, sTRPO / {DISPLAY.get(best, best)}", lambda a, b: a / b,
+                [vals(env, "strpo", "late_cost"), vals(env, best, "late_cost")], "roughly half read as at most 0.5",
+                lambda lo, hi: side(lo, hi, 0.5, True), seed, reps))
+            claim.context = (f"Baselines at comparable reward (final-reward CIs overlapping sTRPO's {np.mean(reward):.1f} "
+                             f"[{s_low:.1f}, {s_high:.1f}]): {', '.join(DISPLAY.get(a, a) for a in peers)}; the lowest "
+                             f"cost of those is {DISPLAY.get(best, best)}'s, "
+                             f"{np.mean(vals(env, best, 'late_cost')):.1f} against sTRPO's "
+                             f"{np.mean(vals(env, 'strpo', 'late_cost')):.1f} over the last third.")
+    claim = Claim("section 5, all tasks", "sTRPO has 2x fewer violations than the best baseline (CPO)")
+    out.append(claim)
+    tasks = [t for t in sorted({r.env_id for r in main}) if vals(t, "strpo", "mean_cost") and vals(t, "cpo", "mean_cost")]
+    if tasks:
+        groups = [vals(t, "strpo", "mean_cost") for t in tasks] + [vals(t, "cpo", "mean_cost") for t in tasks]
+        k = len(tasks)
+        claim.evidence.append(evidence(
+            f"mean cost over training averaged over {k} task(s), CPO / sTRPO",
+            lambda *m: np.mean(np.stack(m[k:]), axis=0) / np.mean(np.stack(m[:k]), axis=0), groups,
+            "2x fewer read as a ratio of at least 2", lambda lo, hi: side(lo, hi, 2.0, False), seed, reps))
+        claim.context = (f"sTRPO {np.mean([np.mean(g) for g in groups[:k]]):.1f}, CPO "
+                         f"{np.mean([np.mean(g) for g in groups[k:]]):.1f}.")
+    return out
 
 
-def same_within_spread(a: dict, b: dict, key: str) -> bool:
-    """Two summary rows agree on `key` when their means differ by less than the larger of their two stds
-    over seeds (with 3 seeds, a difference the seeds themselves produce)."""
-    return abs(a[key + "_mean"] - b[key + "_mean"]) < max(a[key + "_std"], b[key + "_std"])
+def ablation_claims(records: list[Record], final_epochs: Optional[int], seed: int = 0, reps: int = 2000) -> list[Claim]:
+    """Appendix C's claims that concern the ablation task of benchmark/run.py (the velocity task Hopper), each
+    judged on its CI over seeds; claims about other tasks are not measured."""
+    out = []
+    for env in sorted({r.env_id for r in records if r.group.startswith("ablation")}):
+        def vals(group, label, key):
+            return seed_values(records, env, group, label, key, final_epochs)
+
+        def cost_curves(group, label, n):
+            recs = sorted((r for r in records if r.env_id == env and r.group == group and r.label == label),
+                          key=lambda r: r.seed)
+            return [r.cost[:n] for r in recs]
+
+        def matches(where, quote, a, b):  # a, b: (group, label) of the two compared settings
+            claim = Claim(where, quote)
+            ref = abs(float(np.mean(vals(*b, "final_reward")))) if vals(*b, "final_reward") else 0.0
+            claim.evidence += [
+                evidence("final reward difference", lambda x, y: x - y, [vals(*a, "final_reward"), vals(*b, "final_reward")],
+                         f"within ±{MATCH_REWARD * ref:.0f} ({MATCH_REWARD:.0%} of the second's)",
+                         lambda lo, hi: within(lo, hi, MATCH_REWARD * ref), seed, reps),
+                evidence("difference of the costs over the last third", lambda x, y: x - y,
+                         [vals(*a, "late_cost"), vals(*b, "late_cost")], f"within ±{MATCH_COST:g}",
+                         lambda lo, hi: within(lo, hi, MATCH_COST), seed, reps)]
+            claim.context = (f"Final reward {fmt(*mean_std(vals(*a, 'final_reward')), digits=0)} vs "
+                             f"{fmt(*mean_std(vals(*b, 'final_reward')), digits=0)}, cost over the last third "
+                             f"{fmt(*mean_std(vals(*a, 'late_cost')))} vs {fmt(*mean_std(vals(*b, 'late_cost')))}.")
+            return claim
+
+        default = ("main", "strpo")
+        small, wide, decoupled = (("ablation-delta", DELTA_LABELS[k]) for k in ("1e-4", "1e-2", "decoupled"))
+        if vals(*small, "final_reward") and vals(*wide, "final_reward"):
+            n = min(len(r.cost) for r in records if r.env_id == env and (r.group, r.label) in (small, wide))
+            claim = Claim(f"C.1, {env}", "with δ = 1e-4 a pronounced transient cost spike appears despite eventual "
+                          "reward gains")
+            claim.evidence += [
+                evidence(f"{SPIKE_LABEL} with δ = 1e-4 minus that with δ = 1e-2",
+                         lambda x, y: np.max(x, axis=-1) - np.max(y, axis=-1),
+                         [cost_curves(*small, n), cost_curves(*wide, n)], "a spike read as a difference above 0",
+                         lambda lo, hi: side(lo, hi, 0.0, False), seed, reps),
+                evidence("reward gain with δ = 1e-4 (final reward minus first-epoch reward)", lambda m: m,
+                         [[f - s for f, s in zip(vals(*small, "final_reward"), vals(*small, "first_reward"))]],
+                         "gains read as above 0", lambda lo, hi: side(lo, hi, 0.0, False), seed, reps)]
+            peak = float(np.max(np.mean(cost_curves(*small, n), axis=0)))
+            peak_ref = float(np.max(np.mean(cost_curves(*wide, n), axis=0)))
+            claim.context = (f"Averaged over seeds epoch by epoch, the episode cost with δ = 1e-4 is highest at "
+                             f"{peak:.1f} during training, against {peak_ref:.1f} with δ = 1e-2; with δ = 1e-4 the "
+                             f"episode reward goes from {np.mean(vals(*small, 'first_reward')):.0f} in the first "
+                             f"epoch to {np.mean(vals(*small, 'final_reward')):.0f} at the end (the final reward).")
+            out.append(claim)
+        if vals(*decoupled, "final_reward") and vals(*wide, "final_reward"):
+            out.append(matches(f"C.1, {env}", "the decoupled δ1 = 1e-2, δ2 = 1e-4 matches the stable behaviour of "
+                               "δ = 1e-2 in the velocity tasks", decoupled, wide))
+        unsafe = [("ablation-unsafe", label) for label in UNSAFE_LABELS]
+        if env == "SafetyHopperVelocity-v1" and all(vals(*u, "final_reward") for u in unsafe):
+            out.append(matches(f"C.2, {env}", "sTRPO with π_unsafe from the CVaR or the mean critic: nearly "
+                               "indistinguishable results on Hopper", *unsafe))
+        lam = [("ablation-lambda2", label) for label in LAMBDA2_LABELS]
+        if all(vals(*x, "final_reward") for x in lam):
+            out.append(matches(f"C.3, {env}", "on velocity tasks λ2 (0.01 vs 1.0) makes minimal difference", *lam))
+        no_joint, no_excl = ("ablation-components", NO_JOINT_LABEL), ("ablation-components", NO_EXCLUSION_LABEL)
+        if vals(*default, "mean_cost") and vals(*no_joint, "mean_cost"):
+            claim = Claim(f"C.4, {env}", "without the joint advantage the cost increased drastically")
+            claim.evidence.append(evidence(
+                "mean cost over training, no joint advantage / default", lambda x, y: x / y,
+                [vals(*no_joint, "mean_cost"), vals(*default, "mean_cost")], f"drastically read as at least x{DRASTIC:g}",
+                lambda lo, hi: side(lo, hi, DRASTIC, False), seed, reps))
+            claim.context = (f"Mean cost over training {np.mean(vals(*no_joint, 'mean_cost')):.1f} against the default's "
+                             f"{np.mean(vals(*default, 'mean_cost')):.1f}; cost over the last third "
+                             f"{np.mean(vals(*no_joint, 'late_cost')):.1f} against {np.mean(vals(*default, 'late_cost')):.1f}.")
+            out.append(claim)
+        if vals(*default, "final_reward") and vals(*no_excl, "final_reward"):
+            claim = Claim(f"C.4, {env}", "without the unsafe objective the performance was reasonably good")
+            claim.evidence.append(evidence(
+                "final reward, no exclusion / default", lambda x, y: x / y,
+                [vals(*no_excl, "final_reward"), vals(*default, "final_reward")],
+                f"reasonably good read as at least {REASONABLY_WELL:.0%} of the default's",
+                lambda lo, hi: side(lo, hi, REASONABLY_WELL, False), seed, reps))
+            claim.context = (f"Final reward {fmt(*mean_std(vals(*no_excl, 'final_reward')), digits=0)} vs the default's "
+                             f"{fmt(*mean_std(vals(*default, 'final_reward')), digits=0)}.")
+            out.append(claim)
+    return out
+
+
+def robustness_matrices(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """{env: {algo: {"rates": [...], "reward": (checkpoints x rates), "cost": ...}}}: each checkpoint's mean
+    episode reward and cost per attack rate, on the rates every checkpoint of the algorithm was attacked at."""
+    acc = {}
+    for r in rows:
+        ckpt = (r["source"], r.get("checkpoint", ""))
+        acc.setdefault(r["env_id"], {}).setdefault(r["algo"], {}).setdefault(ckpt, {})[float(r["rate"])] = (
+            float(r["reward_mean"]), float(r["cost_mean"]))
+    out = {}
+    for env, by_algo in acc.items():
+        for algo, by_ckpt in by_algo.items():
+            rates = sorted(set.intersection(*(set(v) for v in by_ckpt.values())))
+            ckpts = sorted(by_ckpt)
+            out.setdefault(env, {})[algo] = {
+                "rates": rates, "reward": np.array([[by_ckpt[c][a][0] for a in rates] for c in ckpts]),
+                "cost": np.array([[by_ckpt[c][a][1] for a in rates] for c in ckpts])}
+    return out
+
+
+def robustness_claims(robust: dict, seed: int = 0, reps: int = 2000) -> list[Claim]:
+    """Appendix D's claims on the sweeps (robustness_matrices), each judged on its CI over checkpoints (seeds)."""
+    out = []
+    circle = robust.get("SafetyCarCircle1-v0", {})
+    if "strpo" in circle and len(circle) > 1:
+        base = [a for a in sorted(circle, key=sort_key) if a != "strpo"]
+        claim = Claim("D, SafetyCarCircle1-v0", "sTRPO yields substantially lower cost than all baselines across "
+                      "attack rates")
+        claim.evidence.append(evidence(
+            "smallest margin, over the baselines, of a baseline's cost averaged over the rates minus sTRPO's",
+            lambda s, *b: np.min(np.stack(b), axis=0) - s,
+            [circle["strpo"]["cost"].mean(axis=1)] + [circle[a]["cost"].mean(axis=1) for a in base],
+            "lower than all read as a margin above 0", lambda lo, hi: side(lo, hi, 0.0, False), seed, reps))
+        claim.context = (f"Averaged over the rates: sTRPO's cost {circle['strpo']['cost'].mean():.1f}, the baselines' "
+                         f"{min(circle[a]['cost'].mean() for a in base):.1f} to {max(circle[a]['cost'].mean() for a in base):.1f}; "
+                         f"sTRPO's reward {circle['strpo']['reward'].mean():.1f}, the baselines' "
+                         f"{min(circle[a]['reward'].mean() for a in base):.1f} to {max(circle[a]['reward'].mean() for a in base):.1f}.")
+        out.append(claim)
+    goal = robust.get("SafetyCarGoal1-v0", {}).get("strpo")
+    if goal and len(goal["rates"]) >= 3:
+        claim = Claim("D, SafetyCarGoal1-v0", "sTRPO's costs exhibit a pronounced spike around α ≈ 0.6")
+        claim.evidence.append(evidence(
+            "sTRPO's highest cost at an intermediate rate minus its highest at the end rates",
+            lambda c: np.max(c[..., 1:-1], axis=-1) - np.maximum(c[..., 0], c[..., -1]), [goal["cost"]],
+            "a spike read as a difference above 0", lambda lo, hi: side(lo, hi, 0.0, False), seed, reps))
+        mean = goal["cost"].mean(axis=0)
+        claim.context = ("sTRPO's cost by rate: " + ", ".join(f"α = {a:g}: {c:.1f}" for a, c in zip(goal["rates"], mean)) + ".")
+        out.append(claim)
+    for env, quote in (("SafetyAntVelocity-v1", "sTRPO attains the highest reward over a wide range of α"),
+                       ("SafetyHopperVelocity-v1", "sTRPO maintains state-of-the-art reward from α = 0 to roughly "
+                                                   "α ≈ 0.7")):
+        by_algo = robust.get(env, {})
+        if "strpo" not in by_algo or len(by_algo) < 2:
+            continue
+        base = [a for a in sorted(by_algo, key=sort_key) if a != "strpo"]
+        rates = [a for a in by_algo["strpo"]["rates"] if a <= WIDE_RANGE + 1e-9
+                 and all(a in by_algo[b]["rates"] for b in base)]
+        if not rates:
+            continue
+
+        def at(algo, key):
+            return by_algo[algo][key][:, [by_algo[algo]["rates"].index(a) for a in rates]]
+
+        claim = Claim(f"D, {env}", quote)
+        claim.evidence.append(evidence(
+            f"smallest margin over α ≤ {WIDE_RANGE:g} of sTRPO's reward over the best baseline's at that rate",
+            lambda s, *b: np.min(s - np.max(np.stack(b), axis=0), axis=-1), [at("strpo", "reward")] +
+            [at(b, "reward") for b in base], "highest read as a margin above 0 at every such rate",
+            lambda lo, hi: side(lo, hi, 0.0, False), seed, reps))
+        out.append(claim)
+    hopper = robust.get("SafetyHopperVelocity-v1", {}).get("strpo")
+    if hopper:
+        claim = Claim("D, SafetyHopperVelocity-v1", "sTRPO keeps costs near zero for most α")
+        claim.evidence.append(evidence(
+            "median over the rates of sTRPO's cost", lambda c: np.median(c, axis=-1), [hopper["cost"]],
+            f"near zero for most α read as a median of at most {COST_NEAR_ZERO:g}",
+            lambda lo, hi: side(lo, hi, COST_NEAR_ZERO, True), seed, reps))
+        out.append(claim)
+    return out
+
+
+def claims_table(claims: list[Claim]) -> list[str]:
+    """One row per claim: where, what decided it (value and 95% CI) and the verdict."""
+    out = ["| where | claim | decided by (value [95% CI]) | verdict |", "|---|---|---|---|"]
+    for c in claims:
+        decided = "; ".join(e.text() for e in c.evidence) or "not measured"
+        out.append(f"| {c.where} | {c.quote} | {decided} | {c.verdict} |")
+    return out
 
 
 def identical_runs(records: list[Record]) -> list[str]:
@@ -602,75 +936,6 @@ def identical_runs(records: list[Record]) -> list[str]:
     return lines
 
 
-def ablation_claims(records: list[Record], final_epochs: Optional[int]) -> list[str]:
-    """Appendix C's claims that concern the ablation task of benchmark/run.py (the velocity task Hopper), each
-    checked on the runs; claims about other tasks are listed as not measured."""
-    lines = []
-    for env in sorted({r.env_id for r in records if r.group.startswith("ablation")}):
-        def rows(group):
-            recs = [r for r in records if r.env_id == env and r.group == group]
-            return {row["algo"]: row for row in summary_table(recs, final_epochs)}
-
-        def cost_curve(group, label):
-            recs = [r for r in records if r.env_id == env and r.group == group and r.label == label]
-            return curve(recs, "cost")[1] if recs else None
-
-        def compare(a, b):
-            return (f"final reward {fmt(a['final_reward_mean'], a['final_reward_std'], 0)} vs "
-                    f"{fmt(b['final_reward_mean'], b['final_reward_std'], 0)}, final cost "
-                    f"{fmt(a['final_cost_mean'], a['final_cost_std'])} vs {fmt(b['final_cost_mean'], b['final_cost_std'])}")
-
-        default = rows("main").get("strpo")
-        delta = rows("ablation-delta")
-        small, wide, decoupled = (delta.get(DELTA_LABELS[k]) for k in ("1e-4", "1e-2", "decoupled"))
-        if small and wide:
-            spike, ref = cost_curve("ablation-delta", DELTA_LABELS["1e-4"]), cost_curve("ablation-delta", DELTA_LABELS["1e-2"])
-            peak, peak_ref = float(np.nanmax(spike)), float(np.nanmax(ref))
-            first = float(np.mean([r.reward[0] for r in records if r.env_id == env and r.label == DELTA_LABELS["1e-4"]]))
-            agrees = peak > peak_ref and small["final_reward_mean"] > first
-            lines.append(f"- C.1, {env}, \"with δ = 1e-4 a pronounced transient cost spike appears despite eventual "
-                         f"reward gains\": peak of the seed-mean cost curve {peak:.1f} with δ = 1e-4 against {peak_ref:.1f} "
-                         f"with δ = 1e-2; final reward {small['final_reward_mean']:.0f} against {first:.0f} in the first "
-                         f"epoch ({'agrees' if agrees else 'disagrees'}).")
-        if decoupled and wide:
-            agrees = same_within_spread(decoupled, wide, "final_reward") and same_within_spread(decoupled, wide, "final_cost")
-            lines.append(f"- C.1, {env}, \"the decoupled δ1 = 1e-2, δ2 = 1e-4 matches the stable behaviour of δ = 1e-2 "
-                         f"in the velocity tasks\": {compare(decoupled, wide)} ({'agrees' if agrees else 'disagrees'}: "
-                         "read as means closer than the larger std over seeds, for both).")
-        unsafe = rows("ablation-unsafe")
-        if all(label in unsafe for label in UNSAFE_LABELS):
-            a, b = (unsafe[label] for label in UNSAFE_LABELS)
-            agrees = same_within_spread(a, b, "final_reward") and same_within_spread(a, b, "final_cost")
-            lines.append(f"- C.2, {env}, \"the two π_unsafe (CVaR vs mean critic) give nearly indistinguishable "
-                         f"results on Hopper\": sTRPO with each, {compare(a, b)} "
-                         f"({'agrees' if agrees else 'disagrees'}: same reading).")
-        lam = rows("ablation-lambda2")
-        if all(label in lam for label in LAMBDA2_LABELS):
-            a, b = (lam[label] for label in LAMBDA2_LABELS)
-            agrees = same_within_spread(a, b, "final_reward") and same_within_spread(a, b, "final_cost")
-            lines.append(f"- C.3, {env}, \"on velocity tasks λ2 (0.01 vs 1.0) makes minimal difference\": "
-                         f"{compare(a, b)} ({'agrees' if agrees else 'disagrees'}: same reading).")
-        comp = rows("ablation-components")
-        if default and NO_JOINT_LABEL in comp:
-            c = comp[NO_JOINT_LABEL]
-            ratio = c["mean_cost_mean"] / default["mean_cost_mean"] if default["mean_cost_mean"] > 0 else float("inf")
-            lines.append(f"- C.4, {env}, \"without the joint advantage the cost increased drastically\": mean cost "
-                         f"over training {c['mean_cost_mean']:.1f} against the default's {default['mean_cost_mean']:.1f} "
-                         f"(x{ratio:.1f}; {'agrees' if ratio >= DRASTIC else 'disagrees'}: read as at least x{DRASTIC:g}); "
-                         f"final cost {c['final_cost_mean']:.1f} against {default['final_cost_mean']:.1f}.")
-        if default and NO_EXCLUSION_LABEL in comp:
-            c = comp[NO_EXCLUSION_LABEL]
-            agrees = c["final_reward_mean"] >= REASONABLY_WELL * default["final_reward_mean"]
-            lines.append(f"- C.4, {env}, \"without the unsafe objective the performance was reasonably good\": "
-                         f"{compare(c, default)} for no exclusion vs the default "
-                         f"({'agrees' if agrees else 'disagrees'}: read as at least {REASONABLY_WELL:.0%} of the "
-                         "default's final reward).")
-    if lines:
-        lines.append("- Claims of appendix C about CarCircle1, CarGoal1 and AntVelocity: not measured (the ablations "
-                     "run on one task, benchmark/run.py's ablation task).")
-    return lines
-
-
 def full_attack_line(by_algo: dict) -> Optional[str]:
     """At alpha = 1 no action comes from the policy, and robustness_attack.py seeds the attack stream from
     (seed, rate) alone, so every checkpoint must play the same episodes: a check of the sweep itself."""
@@ -684,32 +949,6 @@ def full_attack_line(by_algo: dict) -> Optional[str]:
                "is suspect."))
 
 
-def robustness_claims(robust: dict) -> list[str]:
-    """Appendix D's two navigation claims, checked on the robustness sweeps."""
-    lines = []
-    circle = robust.get("SafetyCarCircle1-v0", {})
-    if "strpo" in circle and len(circle) > 1:
-        def avg(algo, key):
-            return float(np.mean([v[key] for v in circle[algo].values()]))
-        lower = [a for a in circle if a != "strpo" and avg("strpo", "cost") < avg(a, "cost")]
-        below_reward = [a for a in circle if a != "strpo" and avg("strpo", "reward") < avg(a, "reward")]
-        lines.append(f"- D, SafetyCarCircle1-v0, \"sTRPO has dramatically lower costs with a corresponding reward "
-                     f"reduction\": averaged over the attack rates, sTRPO's cost {avg('strpo', 'cost'):.1f} is lower "
-                     f"than that of {len(lower)} of {len(circle) - 1} baselines, its reward {avg('strpo', 'reward'):.1f} "
-                     f"lower than that of {len(below_reward)} of {len(circle) - 1} "
-                     f"({'agrees' if len(lower) == len(circle) - 1 else 'disagrees'} on the cost).")
-    goal = robust.get("SafetyCarGoal1-v0", {}).get("strpo")
-    if goal:
-        rates = sorted(goal)
-        costs = [goal[a]["cost"] for a in rates]
-        k = int(np.argmax(costs))
-        spike = 0 < k < len(rates) - 1
-        lines.append(f"- D, SafetyCarGoal1-v0, \"a mid-attack cost spike\" of sTRPO: its cost peaks at α = {rates[k]:g} "
-                     f"({costs[k]:.1f}; {costs[0]:.1f} at α = {rates[0]:g}, {costs[-1]:.1f} at α = {rates[-1]:g}) "
-                     f"({'agrees' if spike else 'disagrees'}: a spike read as the maximum at an intermediate rate).")
-    return lines
-
-
 # ----------------------------------------------------------------------------------------------
 # Output
 
@@ -717,7 +956,13 @@ def robustness_claims(robust: dict) -> list[str]:
 def fmt(mean: float, std: Optional[float] = None, digits: int = 1) -> str:
     if mean != mean:
         return "n/a"
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if std is None or std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def cell(row: dict, key: str, digits: int) -> str:
+    """mean ± std [95% CI] over seeds of one measure of a summary row."""
+    ci = "" if row[key + "_low"] != row[key + "_low"] else f" [{row[key + '_low']:.{digits}f}, {row[key + '_high']:.{digits}f}]"
+    return fmt(row[key + "_mean"], row[key + "_std"], digits) + ci
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -731,16 +976,26 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def markdown_table(rows: list[dict], label_title: str = "algorithm") -> list[str]:
-    out = [f"| {label_title} | final reward | final cost | mean cost over training | steps | seeds |",
-           "|---|---|---|---|---|---|"]
+    out = [f"| {label_title} | " + " | ".join(title for title, _ in METRICS.values()) + " | steps | seeds |",
+           "|---|" + "---|" * (len(METRICS) + 2)]
     for r in rows:
         steps = f"{r['steps_min']:,}" if r["steps_min"] == r["steps_max"] else f"{r['steps_min']:,}-{r['steps_max']:,}"
         if r["planned_steps"] and r["steps_max"] < int(r["planned_steps"]):
             steps += f" of {int(r['planned_steps']):,} (unfinished)"
-        out.append(f"| {DISPLAY.get(r['algo'], r['algo'])} | {fmt(r['final_reward_mean'], r['final_reward_std'])} | "
-                   f"{fmt(r['final_cost_mean'], r['final_cost_std'])} | {fmt(r['mean_cost_mean'], r['mean_cost_std'])} | "
-                   f"{steps} | {r['seeds']} ({r['seed_list']}) |")
+        out.append(f"| {DISPLAY.get(r['algo'], r['algo'])} | "
+                   + " | ".join(cell(r, key, digits) for key, (_, digits) in METRICS.items())
+                   + f" | {steps} | {r['seeds']} ({r['seed_list']}) |")
+    out += ["", f"Code of the runs behind this table (run.json's git commit): {merge_commits(r['commits'] for r in rows)}."]
     return out
+
+
+def merge_commits(texts) -> str:
+    """commits_text of several rows merged: the runs of each commit added up."""
+    counts = {}
+    for text in texts:
+        for key, n in re.findall(r"(\S+) \((\d+) runs?\)", text):
+            counts[key] = counts.get(key, 0) + int(n)
+    return ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: kv[0] == "unrecorded"))
 
 
 def sweep_walls(inputs: list[Path]) -> list[tuple[float, float]]:
@@ -812,8 +1067,8 @@ def main(args: Args) -> Path:
           "# Results: sTRPO and the eight baselines on the paper's tasks", "",
           "_Do not edit: this page is produced by `python benchmark/aggregate.py` from the progress.csv files of "
           "the runs (benchmark/run.py), and every number and figure on it comes from them._", "",
-          f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(records)} run(s) in "
-          f"{', '.join(shown(p) for p in inputs)}.",
+          f"Generated from {len(records)} run(s) in {', '.join(shown(p) for p in inputs)} (code of the runs, "
+          f"run.json's git commit: {commits_text(records) or 'none'}).",
           "", "## Budget", ""]
     runner = runner_module()
     if runner is not None:
@@ -822,12 +1077,28 @@ def main(args: Args) -> Path:
                f"seeds {', '.join(map(str, runner.SEEDS))} (the paper's text gives no total budget). Found:", ""]
     md += budget_lines(records, sweep_walls(inputs)) or ["- no run found."]
     md += ["", f"A run's final reward (cost) is {final_text} of `ep_ret` (`ep_cost`), the mean episode reward "
-           "(cost) of that epoch; tables give the mean ± std over seeds (population std, ddof=0); curves the "
-           "epoch-by-epoch mean ± one std over seeds up to the shortest seed. The mean cost over training is the "
-           "mean of `ep_cost` over all epochs: the violations the paper talks about."]
+           "(cost) of that epoch. Beside it, measures over many epochs that one swing of a Lagrange or PID "
+           "multiplier in the last epochs cannot flip: the mean cost over training (the mean of `ep_cost` over all "
+           "epochs: the violations the paper talks about), the cost over the last third (the mean of `ep_cost` over "
+           f"the last third of the epochs) and the epochs over the limit (the fraction of epochs whose `ep_cost` "
+           f"exceeds the cost limit, {DEFAULT_COST_LIMIT:g}). Tables give, per measure, the mean ± std over seeds "
+           f"(sample std, ddof=1) and a {CI_LEVEL}% percentile-bootstrap CI of the mean over seeds ({args.bootstrap_reps} "
+           f"resamples, seed {args.seed}; with 3 seeds a rough interval, never wider than the seeds' range); curves "
+           "the epoch-by-epoch mean ± one std (ddof=1) over seeds up to the shortest seed."]
 
-    table = summary_table(main_recs, args.final_epochs)
+    table = summary_table(main_recs, args.final_epochs, args.seed, args.bootstrap_reps)
     write_csv(out_dir / "results_main.csv", table)
+    robust = robustness_summary(robust_rows)
+    robust_runs = robustness_matrices(robust_rows)
+    ablation_groups = sorted({r.group for r in records if r.group.startswith("ablation")})
+    other_groups = sorted({r.group for r in records if r.group != "main" and r.group not in ablation_groups})
+    agg = aggregate_scores(main_recs, args.final_epochs, args.bootstrap_reps, args.seed)
+    paper_claims = section5_claims(records, args.final_epochs, args.seed, args.bootstrap_reps)
+    c_claims = ablation_claims(records, args.final_epochs, args.seed, args.bootstrap_reps)
+    d_claims = robustness_claims(robust_runs, args.seed, args.bootstrap_reps)
+    md[md.index("## Budget"):md.index("## Budget")] = ["## Headline", ""] + headline(
+        records, table, agg, paper_claims + c_claims + d_claims, args) + [""]
+
     md += ["", "## Main comparison (paper section 5, Figures 2-3)", ""]
     limit = main_recs[0].cost_limit if main_recs else DEFAULT_COST_LIMIT
     for kind, order, name in (("navigation", NAVIGATION_ORDER, "curves_navigation.png"),
@@ -848,25 +1119,27 @@ def main(args: Args) -> Path:
         md += ["No run of the main comparison found."]
 
     md += ["", "## Aggregate scores over tasks (rliable)", ""]
-    agg = aggregate_scores(main_recs, args.final_epochs, args.bootstrap_reps, args.seed)
     if agg["rows"]:
         md += [f"Tasks: {', '.join(agg['tasks'])} (those on which every algorithm has a run). Normalised reward "
                "per task = (R − R_init) / (R_best − R_init), with R a run's final reward, R_init the mean first-epoch "
                "reward of all main runs on the task (the untrained policy) and R_best the best final reward of any "
-               "main run on it: 0 = no better than the initial policy, 1 = the best run measured. Cost score = final "
-               "cost / cost limit (1 = at the limit). IQM = mean of the middle 50% of all (run, task) scores; "
-               f"95% CIs from rliable's stratified bootstrap ({args.bootstrap_reps} replications, seed {args.seed}).",
+               "main run on it: 0 = no better than the initial policy, 1 = the best run measured. Cost scores = final "
+               "cost, mean cost over training and cost over the last third, each / cost limit (1 = at the limit), and "
+               "the fraction of epochs over the limit. IQM = mean of the middle 50% of all (run, task) scores; "
+               f"95% CIs from rliable's stratified bootstrap ({args.bootstrap_reps} replications, seed {args.seed}). "
+               f"Code of these runs: {commits_text(main_recs)}.",
                "", "| task | R_init | R_best |", "|---|---|---|"]
         md += [f"| {t} | {agg['norm'][t][0]:.1f} | {agg['norm'][t][1]:.1f} |" for t in agg["tasks"]]
-        md += ["", "| algorithm | runs per task | IQM normalised reward [95% CI] | IQM cost / limit [95% CI] |",
-               "|---|---|---|---|"]
-        md += [f"| {DISPLAY.get(r['algo'], r['algo'])} | {r['runs_per_task']} | {r['reward_iqm']:.2f} "
-               f"[{r['reward_low']:.2f}, {r['reward_high']:.2f}] | {r['cost_iqm']:.2f} [{r['cost_low']:.2f}, "
-               f"{r['cost_high']:.2f}] |" for r in agg["rows"]]
+        iqm = lambda r, k: f"{r[k + '_iqm']:.2f} [{r[k + '_low']:.2f}, {r[k + '_high']:.2f}]"  # noqa: E731
+        md += ["", "| algorithm | runs per task | IQM normalised reward | IQM final cost / limit | IQM mean cost over "
+               "training / limit | IQM cost over the last third / limit | IQM epochs over the limit |",
+               "|---|---|---|---|---|---|---|"]
+        md += [f"| {DISPLAY.get(r['algo'], r['algo'])} | {r['runs_per_task']} | {iqm(r, 'reward')} | {iqm(r, 'cost')} | "
+               f"{iqm(r, 'mean_cost')} | {iqm(r, 'late_cost')} | {iqm(r, 'over_limit')} |" for r in agg["rows"]]
         if agg["poi"]:
             md += ["", "Probability of improvement of sTRPO over each baseline: the probability that a run of sTRPO "
                    "beats a run of the baseline on a task drawn at random (rliable; 0.5 = no difference), on "
-                   "normalised reward (higher is better) and on cost (lower is better).", "",
+                   "normalised reward (higher is better) and on final cost (lower is better).", "",
                    "| baseline | P(sTRPO reward > baseline) [95% CI] | P(sTRPO cost < baseline) [95% CI] |",
                    "|---|---|---|"]
             md += [f"| {DISPLAY.get(r['baseline'], r['baseline'])} | {r['reward_poi']:.2f} [{r['reward_low']:.2f}, "
@@ -881,45 +1154,32 @@ def main(args: Args) -> Path:
     if same:
         md += ["", "Identical runs (checked epoch by epoch):", ""] + same
     md += ["", "## Paper claims against these runs", "",
-           f"Final values as in the tables; \"about zero\" read as at most {COST_NEAR_ZERO:g} (10% of the limit).", ""]
-    md += claims(table)
+           f"Each claim is judged on a {CI_LEVEL}% bootstrap CI over seeds of the measure that decides it (named in "
+           "each line): **agrees** or **disagrees** only when the whole CI lies on one side of the claim's threshold "
+           "(or, for \"matches\", wholly inside or wholly outside its margin), **inconclusive** otherwise. Every "
+           f"verdict holds at this budget only ({budget_text(records)}); the paper's own budget is not stated. All "
+           "claims of the page (section 5 here, appendix C and D below):", ""]
+    md += claims_table(paper_claims + c_claims + d_claims) + ["", "Section 5, in detail:", ""]
+    md += [c.line() for c in paper_claims]
 
-    ablation_groups = sorted({r.group for r in records if r.group != "main"})
     md += ["", "## Ablations (paper appendix C)", ""]
     if not ablation_groups:
         md += ["No ablation run found.", ""]
     else:
-        md += ["Appendix C's claims against these runs (final values as in the tables below):", ""]
-        md += ablation_claims(records, args.final_epochs) + [""]
+        md += ["Appendix C's claims against these runs (the tables below give the numbers):", ""]
+        md += [c.line() for c in c_claims]
+        md += ["- Claims of appendix C about the tasks and settings without ablation runs here: not measured.", ""]
         md += unsafe_sections().critic_section(records, read_progress, lambda n: n_final(n, args.final_epochs),
                                                args.bootstrap_reps, args.seed)
-    for group in ablation_groups:
-        recs = [r for r in records if r.group == group]
-        for env in sorted({r.env_id for r in recs}):
-            env_recs = [r for r in recs if r.env_id == env]
-            by_label = group_by_label(env_recs)
-            reference = [r for r in main_recs if r.env_id == env and r.label == "strpo"]
-            if reference and group != "ablation-unsafe-reference":
-                by_label["sTRPO (main, default flags)"] = reference
-            colors = {label: f"C{k % 10}" for k, label in enumerate(sorted(by_label))}
-            colors["sTRPO (main, default flags)"] = "black"
-            path = plot_rows(out_dir / f"{group}__{env}.png", [(env, by_label)], f"{group}: mean ± one std over seeds",
-                             env_recs[0].cost_limit, colors)
-            rows = summary_table([r for rs in by_label.values() for r in rs if r.group == group], args.final_epochs)
-            if reference and group != "ablation-unsafe-reference":
-                ref_rows = summary_table(reference, args.final_epochs)
-                for r in ref_rows:
-                    r["algo"] = "sTRPO (main, default flags)"
-                rows += ref_rows
-            write_csv(out_dir / f"{group}__{env}.csv", rows)
-            md += [f"### {group} on {env}", "", f"![{group}]({figs(path)})", ""]
-            md += markdown_table(rows, "variant") + [""]
+    md += group_sections(ablation_groups, records, main_recs, args, out_dir, figs)
+    if other_groups:
+        md += ["## Presets beyond the paper's matrix (benchmark/run.py `seeds`, `long`)", ""]
+        md += group_sections(other_groups, records, main_recs, args, out_dir, figs)
 
     md += unsafe_sections().strength_section(records, lambda n: n_final(n, args.final_epochs),
                                              lambda rec: run_scores(rec, args.final_epochs), out_dir, figs,
                                              args.bootstrap_reps, args.seed)
     md += ["## Robustness under random-action attacks (paper appendix D)", ""]
-    robust = robustness_summary(robust_rows)
     if not robust:
         md += ["No robustness.csv found.", ""]
     for env in sorted(robust):
@@ -928,10 +1188,13 @@ def main(args: Args) -> Path:
         ckpts = sorted({v["checkpoints"] for a in by_algo.values() for v in a.values()})
         path = plot_robustness(out_dir / f"robustness__{env}.png", env, by_algo, limit)
         rates = sorted({rate for a in by_algo.values() for rate in a})
+        sources = sorted({r["source"] for r in robust_rows if r["env_id"] == env})
         md += [f"### {env}", "", f"{', '.join(map(str, episodes))} episodes per rate and checkpoint, deterministic "
-               f"(mean) actions otherwise; mean ± std over {', '.join(map(str, ckpts))} checkpoint(s) (seeds) per "
-               "algorithm of each checkpoint's mean episode reward and cost.", "", f"![robustness]({figs(path)})", "",
-               "| algorithm | " + " | ".join(f"α={a:g} reward / cost" for a in rates) + " |",
+               f"(mean) actions otherwise. Each cell: the mean over the {', '.join(map(str, ckpts))} checkpoint(s) "
+               "(seeds) of an algorithm of each checkpoint's mean episode reward / cost; the std over checkpoints "
+               f"(ddof=1) is the band of the figure and a column of the CSV. Code of the sweeps: "
+               f"{sweep_commits(sources)}.", "", f"![robustness]({figs(path)})", "",
+               "| algorithm | " + " | ".join(f"α={a:g} mean reward / mean cost" for a in rates) + " |",
                "|---|" + "---|" * len(rates)]
         for algo in sorted(by_algo, key=sort_key):
             cells = [fmt(by_algo[algo][a]["reward"], digits=0) + " / " + fmt(by_algo[algo][a]["cost"], digits=1)
@@ -945,7 +1208,9 @@ def main(args: Args) -> Path:
             for algo, by_rate in by_algo.items() for a, vals in sorted(by_rate.items())])
 
     if robust:
-        md += ["Appendix D's claims against these sweeps:", ""] + (robustness_claims(robust) or ["- none measurable yet."]) + [""]
+        md += ["Appendix D's claims against these sweeps (CIs over checkpoints, i.e. seeds):", ""]
+        md += [c.line() for c in d_claims] or ["- none measurable yet."]
+        md += [""]
     md += ["## What is missing", ""]
     expected = expected_runs()
     found = {(r.group, r.env_id, r.label, r.seed) for r in records}
@@ -975,6 +1240,128 @@ def main(args: Args) -> Path:
     out_md.write_text("\n".join(md) + "\n")
     print(f"wrote {out_md} and {out_dir}/ from {len(records)} runs ({len(main_recs)} main)")
     return out_md
+
+
+def commit_key(commit: Optional[str], dirty: Optional[bool]) -> str:
+    return "unrecorded" if not commit else commit[:7] + ("+dirty" if dirty else "")
+
+
+def sweep_commits(sources: list[str]) -> str:
+    """commits_text for robustness sweeps: run.json beside each NAME/attack/robustness.csv."""
+    counts = {}
+    for source in sources:
+        record = Path(source).parent.parent / "run.json"
+        try:
+            run = json.loads(record.read_text()) if record.is_file() else {}
+        except json.JSONDecodeError:
+            run = {}
+        key = commit_key(run.get("git_commit"), run.get("git_dirty"))
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} sweep{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: kv[0] == "unrecorded")) or "none"
+
+
+def budget_text(records: list[Record]) -> str:
+    """The budget the verdicts hold at: planned steps per task and seeds per (task, algorithm) of the main runs."""
+    main = [r for r in records if r.group == "main"] or records
+    by_steps = {}
+    for r in main:
+        by_steps.setdefault(r.planned_steps or int(r.step[-1]), set()).add(r.env_id)
+    seeds = sorted({len({r.seed for r in main if r.env_id == e and r.label == a}) for e, a in
+                    {(r.env_id, r.label) for r in main}})
+    steps = "; ".join(f"{s:,} steps on {', '.join(sorted(envs))}" for s, envs in sorted(by_steps.items()))
+    return f"{steps}; {'-'.join(map(str, sorted({seeds[0], seeds[-1]})))} seeds per algorithm and task" if seeds else steps
+
+
+def ordinal(k: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
+
+
+def headline(records: list[Record], table: list[dict], agg: dict, claims: list[Claim], args: Args) -> list[str]:
+    """Where sTRPO stands against the baselines, in numbers, and what the exclusion measurably adds over the
+    --no-exclusion ablation; each statement holds at this budget only."""
+    if not table:
+        return ["No run of the main comparison found."]
+    parts = []
+    for env in sorted({r["env_id"] for r in table}):
+        rows = [r for r in table if r["env_id"] == env]
+        s = next((r for r in rows if r["algo"] == "strpo"), None)
+        if s is None:
+            continue
+        rank = lambda key, better: 1 + sum(better(r[key + "_mean"], s[key + "_mean"]) for r in rows)  # noqa: E731
+        parts.append(f"on {env} a final reward of {s['final_reward_mean']:.1f} ({ordinal(rank('final_reward', float.__gt__))} "
+                     f"highest of {len(rows)}), a mean cost over training of {s['mean_cost_mean']:.1f} "
+                     f"({ordinal(rank('mean_cost', float.__lt__))} lowest) and a cost over the last third of "
+                     f"{s['late_cost_mean']:.1f} ({ordinal(rank('late_cost', float.__lt__))} lowest)")
+    out = [f"At this budget only ({budget_text(records)}), by the means over seeds, sTRPO reaches "
+           + "; ".join(parts) + "."]
+    s = next((r for r in agg.get("rows", []) if r["algo"] == "strpo"), None)
+    base = [r for r in agg.get("rows", []) if r["algo"] != "strpo"]
+    if s and base:
+        span = lambda key: f"{min(r[key + '_iqm'] for r in base):.2f} to {max(r[key + '_iqm'] for r in base):.2f}"  # noqa: E731
+        out += ["", f"Over the {len(agg['tasks'])} tasks (rliable IQM with 95% CI): sTRPO's normalised reward is "
+                f"{s['reward_iqm']:.2f} [{s['reward_low']:.2f}, {s['reward_high']:.2f}] against the eight baselines' "
+                f"{span('reward')}; its mean cost over training is {s['mean_cost_iqm']:.2f} [{s['mean_cost_low']:.2f}, "
+                f"{s['mean_cost_high']:.2f}] times the limit against {span('mean_cost')}, and its cost over the last "
+                f"third {s['late_cost_iqm']:.2f} [{s['late_cost_low']:.2f}, {s['late_cost_high']:.2f}] against "
+                f"{span('late_cost')}."]
+    tally = {v: sum(c.verdict == v for c in claims) for v in ("agrees", "disagrees", "inconclusive", "not measured")}
+    words = {"agrees": "agree", "disagrees": "disagree", "inconclusive": "inconclusive", "not measured": "not measured"}
+    out += ["", f"Of the paper's {len(claims)} claims checked below, " + ", ".join(f"{n} {words[v]}" for v, n in tally.items() if n)
+            + " (each on its 95% CI; at this budget only)."]
+    for env in sorted({r.env_id for r in records if r.group == "ablation-components" and r.label == NO_EXCLUSION_LABEL}):
+        default = seed_values(records, env, "main", "strpo", "final_reward", args.final_epochs)
+        if not default:
+            continue
+        diffs = []
+        for key, name, digits in (("mean_cost", "mean cost over training", 1), ("late_cost", "cost over the last third", 1),
+                                  ("over_limit", "fraction of epochs over the limit", 2),
+                                  ("final_reward", "final reward", 0)):
+            a = seed_values(records, env, "main", "strpo", key, args.final_epochs)
+            b = seed_values(records, env, "ablation-components", NO_EXCLUSION_LABEL, key, args.final_epochs)
+            value, low, high = bootstrap_ci(lambda x, y: x - y, [a, b], args.seed, args.bootstrap_reps)
+            measurable = low == low and (low > 0 or high < 0)
+            diffs.append(f"{name} {np.mean(a):.{digits}f} vs {np.mean(b):.{digits}f}, difference {value:+.{digits}f} "
+                         f"[{low:+.{digits}f}, {high:+.{digits}f}] ({'measurable' if measurable else 'not measurable: the CI contains 0'})")
+        out += ["", f"What the exclusion adds, on {env} (default sTRPO against `--no-exclusion`, the same update without "
+                f"the exclusion step; {len(default)} seeds, at this budget only): " + "; ".join(diffs) + "."]
+    return out
+
+
+def group_sections(groups: list[str], records: list[Record], main_recs: list[Record], args: Args, out_dir: Path,
+                   figs) -> list[str]:
+    """A figure and a table per (group, task) of the non-main presets, with the default sTRPO of `main` on the
+    same task as a reference (except for the π_unsafe runs themselves)."""
+    md = []
+    for group in groups:
+        recs = [r for r in records if r.group == group]
+        for env in sorted({r.env_id for r in recs}):
+            env_recs = [r for r in recs if r.env_id == env]
+            by_label = group_by_label(env_recs)
+            reference = [r for r in main_recs if r.env_id == env and r.label == "strpo"]
+            with_reference = bool(reference) and group != "ablation-unsafe-reference"
+            if with_reference:
+                by_label["sTRPO (main, default flags)"] = reference
+            colors = {label: f"C{k % 10}" for k, label in enumerate(sorted(by_label))}
+            colors["sTRPO (main, default flags)"] = "black"
+            path = plot_rows(out_dir / f"{group}__{env}.png", [(env, by_label)], f"{group}: mean ± one std over seeds",
+                             env_recs[0].cost_limit, colors)
+            rows = summary_table([r for rs in by_label.values() for r in rs if r.group == group], args.final_epochs,
+                                 args.seed, args.bootstrap_reps)
+            if with_reference:
+                ref_rows = summary_table(reference, args.final_epochs, args.seed, args.bootstrap_reps)
+                for r in ref_rows:
+                    r["algo"] = "sTRPO (main, default flags)"
+                rows += ref_rows
+            write_csv(out_dir / f"{group}__{env}.csv", rows)
+            md += [f"### {group} on {env}", ""]
+            if group == "ablation-unsafe-reference":
+                md += ["The π_unsafe policies of the ablation-unsafe runs above: `unsafe_cvar_trpo.py`, which trains a "
+                       "policy to *maximise* the cost (its reward is logged, not optimised), once with the CVaR critic "
+                       "(the paper's DTRPO) and once with the mean critic (TRPO), one per seed. Each seed's final "
+                       "checkpoint is the π_unsafe that seed's ablation-unsafe sTRPO run keeps away from; a high cost "
+                       "here is what they are for, not a failure.", ""]
+            md += [f"![{group}]({figs(path)})", ""] + markdown_table(rows, "variant") + [""]
+    return md
 
 
 def shown(path: Path) -> str:

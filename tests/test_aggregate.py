@@ -42,19 +42,22 @@ def synthetic_seeds(root, env="SafetyHopperVelocity-v1", algo="strpo", **kw):
                   [2 * seed + (i % 2) for i in range(1, 11)], **kw)
 
 
-def test_final_scores_are_the_mean_and_population_std_over_seeds_of_the_last_epochs(agg, tmp_path):
+def test_final_scores_are_the_mean_sample_std_and_bootstrap_ci_over_seeds_of_the_last_epochs(agg, tmp_path):
     synthetic_seeds(tmp_path)
     records, notes = agg.load_records([tmp_path])
     assert len(records) == 3 and notes == []
     (row,) = agg.summary_table(records, None)  # 10% of 10 epochs = the last epoch: rewards 10, 20, 30
-    assert row["final_reward_mean"] == pytest.approx(20.0) and row["final_reward_std"] == pytest.approx(np.sqrt(200 / 3))
+    assert row["final_reward_mean"] == pytest.approx(20.0) and row["final_reward_std"] == pytest.approx(10.0)  # ddof=1
+    assert 10 <= row["final_reward_low"] < 20 < row["final_reward_high"] <= 30  # a CI of the mean over seeds
     # last-epoch cost 2 s + 0 (epoch 10 is even): 0, 2, 4
-    assert row["final_cost_mean"] == pytest.approx(2.0) and row["final_cost_std"] == pytest.approx(np.sqrt(8 / 3))
+    assert row["final_cost_mean"] == pytest.approx(2.0) and row["final_cost_std"] == pytest.approx(2.0)
     # mean cost over all of training: 2 s + 0.5 -> 0.5, 2.5, 4.5
-    assert row["mean_cost_mean"] == pytest.approx(2.5) and row["mean_cost_std"] == pytest.approx(np.sqrt(8 / 3))
+    assert row["mean_cost_mean"] == pytest.approx(2.5) and row["mean_cost_std"] == pytest.approx(2.0)
+    # last third: epochs 7-10 (ceil(10 / 3) = 4), costs 2 s + 1, 0, 1, 0 -> 2 s + 0.5; no epoch above 25
+    assert row["late_cost_mean"] == pytest.approx(2.5) and row["over_limit_mean"] == 0.0
     assert row["seeds"] == 3 and row["steps_min"] == row["steps_max"] == 10_000 and row["final_epochs"] == "1"
     (row,) = agg.summary_table(records, 2)  # last two epochs: 9.5, 19.5, 29.5 and costs 2 s + 0.5
-    assert row["final_reward_mean"] == pytest.approx(19.5) and row["final_reward_std"] == pytest.approx(np.sqrt(200 / 3))
+    assert row["final_reward_mean"] == pytest.approx(19.5) and row["final_reward_std"] == pytest.approx(10.0)
     assert row["final_cost_mean"] == pytest.approx(2.5)
     assert agg.n_final(30, None) == 3 and agg.n_final(5, None) == 1 and agg.n_final(5, 99) == 5
 
@@ -65,7 +68,29 @@ def test_curves_are_epochwise_mean_and_std_up_to_the_shortest_seed(agg, tmp_path
     records, _ = agg.load_records([tmp_path])
     x, mean, std = agg.curve(records, "reward")
     assert list(x) == [1000, 2000]  # seed 3 has two epochs
-    assert mean[0] == pytest.approx(np.mean([1, 11, 21, 40])) and std[1] == pytest.approx(np.std([2, 12, 22, 41]))
+    assert mean[0] == pytest.approx(np.mean([1, 11, 21, 40])) and std[1] == pytest.approx(np.std([2, 12, 22, 41], ddof=1))
+
+
+def test_measures_over_many_epochs_count_the_epochs_over_the_limit_and_the_last_third(agg, tmp_path):
+    # 9 epochs: a multiplier's swing puts the last epoch at 0, the last third (epochs 7-9) at 30, 30, 0
+    write_run(tmp_path, "r", "SafetyHopperVelocity-v1", "strpo", 0, [1.0] * 9, [40, 40, 10, 10, 10, 10, 30, 30, 0])
+    (rec,) = agg.load_records([tmp_path])[0]
+    s = agg.run_scores(rec, None)
+    assert s["final_cost"] == 0.0 and s["late_cost"] == pytest.approx(20.0)
+    assert s["over_limit"] == pytest.approx(4 / 9) and s["mean_cost"] == pytest.approx(20.0)
+
+
+def test_bootstrap_intervals_over_seeds_are_reproducible_and_leave_numpy_global_rng_alone(agg):
+    np.random.seed(5)
+    before = np.random.get_state()[1].copy()
+    first = agg.bootstrap_ci(lambda a, b: a / b, [[1.0, 2.0, 4.0], [2.0, 2.0, 3.0]], seed=0, reps=500)
+    np.random.rand(3)
+    assert agg.bootstrap_ci(lambda a, b: a / b, [[1.0, 2.0, 4.0], [2.0, 2.0, 3.0]], seed=0, reps=500) == first
+    assert first[0] == pytest.approx((7 / 3) / (7 / 3)) and first[1] < first[0] < first[2]
+    np.random.seed(5)
+    assert np.array_equal(np.random.get_state()[1], before)
+    value, low, high = agg.bootstrap_ci(lambda m: m, [[3.0]], 0, 500)
+    assert value == 3.0 and low != low  # one seed: no interval
 
 
 def test_a_restart_beside_its_interrupted_attempt_and_a_docs_copy_count_once(agg, tmp_path):
@@ -174,14 +199,16 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     assert ("- time by preset, one core per run: main 0.3 h, ablations 0.1 h, robustness 0.5 h (1 sweep, run.json's "
             "start to end); 0.9 core-hours in all.") in md
     assert "main: 96 of 108 runs not found" in md and "SafetyAntVelocity-v1 CPO (seeds 0 1 2)" in md and "nowhere does not exist" in md
-    assert "| sTRPO | 20.0 ± 8.2 | 2.0 ± 1.6 | 2.5 ± 1.6 | 10,000 | 3 (0 1 2) |" in md
-    assert "| CPO | 5.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 |" in md
+    assert "| sTRPO | 20.0 ± 10.0 [10.0, 30.0] | 2.0 ± 2.0 [0.0, 4.0] | 2.5 ± 2.0 [0.5, 4.5] | 2.5 ± 2.0 [0.5, 4.5] | " in md
+    assert "| CPO | 5.0 ± 0.0 [5.0, 5.0] | 30.0 ± 0.0 [30.0, 30.0] | 30.0 ± 0.0 [30.0, 30.0] | 30.0 ± 0.0 [30.0, 30.0] | 1.00 ± 0.00 [1.00, 1.00] |" in md
+    assert "Code of the runs behind this table (run.json's git commit): unrecorded (6 runs)." in md
+    assert "## Headline" in md and "At this budget only (10,000 steps on" in md
     assert "IQM normalised reward" in md and "| CPO | 3 |" in md and "P(sTRPO cost < baseline)" in md
-    assert ("SafetyCarGoal1-v0, \"about half the next best baseline's cost at comparable reward\": sTRPO's final cost "
-            "is 2.0 ± 1.6 at reward 20.0 ± 8.2; no baseline ends at a comparable reward") in md  # CPO ends at reward 5
-    # Hopper: sTRPO's last-epoch cost 2.0 (at most 2.5: agrees), the only baseline (CPO) at 30, the band's top
-    assert ("sTRPO's final cost is 2.0 ± 1.6 (agrees: at most 2.5, 10% of the limit); 1 of 1 baselines end between "
-            "15 and 30; sTRPO ends lower than 1 of 1. Rewards, for context: sTRPO 20, the baselines 5 to 5.") in md
+    assert "No baseline's final-reward CI overlaps sTRPO's" in md  # Goal: CPO ends at reward 5, sTRPO 10 to 30
+    # Hopper: sTRPO's last-third costs 0.5, 2.5, 4.5: the CI straddles 2.5
+    assert ("section 5, SafetyHopperVelocity-v1, \"the mean episode cost is driven to (and sustained near) zero, "
+            "whereas baselines stabilize between 15-30\": **inconclusive**. Decided by: sTRPO's cost over the last third "
+            "of training 2.50 [0.50, 4.50]") in md
     assert "| δ = 1e-4 |" in md and "sTRPO (main, default flags)" in md
     assert "4 episodes per rate" in md
     rows = {(r["env_id"], r["algo"]): r for r in csv.DictReader(open(out_dir / "results_main.csv"))}
@@ -193,22 +220,41 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
         assert (out_dir / png).stat().st_size > 10_000, png
 
 
-def test_the_goal_claim_compares_with_the_lowest_cost_baseline_at_comparable_reward(agg):
-    def row(algo, reward, reward_std, cost):
-        return {"env_id": "SafetyCarGoal1-v0", "algo": algo, "final_reward_mean": reward, "final_reward_std": reward_std,
-                "final_cost_mean": cost, "final_cost_std": 0.0, "mean_cost_mean": cost}
+def seeds_with(root, env, algo, per_seed, group="main", label=None, epochs=9):
+    """One run per seed; per_seed[s] = (reward, cost) held for every epoch of seed s (so every measure equals it)."""
+    for seed, (reward, cost) in enumerate(per_seed):
+        write_run(root, f"{group}__{env}__{label or algo}__{seed}", env, algo, seed, [reward] * epochs, [cost] * epochs,
+                  group=group, label=label, stamp=seed)
 
-    table = [row("strpo", 20.0, 2.0, 10.0), row("cpo", 19.0, 0.5, 40.0),  # 1 below: comparable
-             row("pcpo", 15.0, 1.0, 1.0),  # cost 1 but reward 5 below, more than either std: not comparable
-             row("cup", 21.5, 1.0, 18.0),  # 1.5 above: comparable, and the lowest cost of those
-             row("focops", 30.0, 3.0, 2.0)]  # 10 above: not comparable either
-    goal = next(line for line in agg.claims(table) if "SafetyCarGoal1-v0" in line)
-    assert "of the 2 baseline(s) at comparable reward" in goal and "CUP's, 18.0 ± 0.0 at reward 21.5: ratio 0.56 of the seed means (disagrees" in goal
-    table[3]["final_cost_mean"] = 25.0
-    goal = next(line for line in agg.claims(table) if "SafetyCarGoal1-v0" in line)
-    assert "CUP's, 25.0 ± 0.0 at reward 21.5: ratio 0.40 of the seed means (agrees" in goal
-    goal = next(line for line in agg.claims([table[0], table[2], table[4]]) if "SafetyCarGoal1-v0" in line)
-    assert "no baseline ends at a comparable reward" in goal and "the closest, PCPO, ends at reward 15.0 with cost 1.0" in goal
+
+def verdicts(claims):
+    return {(c.where, c.quote.split()[0] + " " + c.quote.split()[-1]): c.verdict for c in claims}
+
+
+@pytest.mark.parametrize("strpo_costs, outcome", [((0.5, 1.0, 1.5), "agrees"), ((10.0, 11.0, 12.0), "disagrees"),
+                                                   ((0.0, 1.0, 20.0), "inconclusive")])
+def test_a_section5_claim_agrees_disagrees_or_is_inconclusive_on_its_ci_over_seeds(agg, tmp_path, strpo_costs, outcome):
+    env = "SafetyHopperVelocity-v1"
+    seeds_with(tmp_path, env, "strpo", [(100.0, c) for c in strpo_costs])
+    seeds_with(tmp_path, env, "cpo", [(100.0, 20.0)] * 3)
+    records, _ = agg.load_records([tmp_path])
+    claim = next(c for c in agg.section5_claims(records, None, 0, 1000) if c.where.endswith(env))
+    assert claim.verdict == outcome and claim.evidence[0].metric == "sTRPO's cost over the last third of training"
+    assert f"**{outcome}**. Decided by: sTRPO's cost over the last third of training" in claim.line()
+    assert "1 of 1 baselines end their last third between 15 and 30" in claim.line()
+
+
+@pytest.mark.parametrize("rcpo_costs, outcome", [((40.0, 42.0, 44.0), "agrees"), ((12.0, 12.0, 12.0), "disagrees"),
+                                                 ((11.0, 21.0, 60.0), "inconclusive")])
+def test_the_goal_claim_divides_by_the_lowest_cost_baseline_at_comparable_reward(agg, tmp_path, rcpo_costs, outcome):
+    env = "SafetyCarGoal1-v0"
+    seeds_with(tmp_path, env, "strpo", [(19.0, 9.0), (20.0, 10.0), (21.0, 11.0)])
+    seeds_with(tmp_path, env, "rcpo", [(20.0 + k, c) for k, c in enumerate(rcpo_costs)])  # comparable reward
+    seeds_with(tmp_path, env, "pcpo", [(40.0, 1.0)] * 3)  # lower cost, but reward far above: not comparable
+    records, _ = agg.load_records([tmp_path])
+    claim = next(c for c in agg.section5_claims(records, None, 0, 1000) if c.where.endswith(env))
+    assert claim.verdict == outcome and "sTRPO / RCPO" in claim.evidence[0].metric
+    assert "Baselines at comparable reward" in claim.context and "PCPO" not in claim.context
 
 
 def test_ablation_labels_are_those_benchmark_run_gives(agg):
@@ -219,40 +265,77 @@ def test_ablation_labels_are_those_benchmark_run_gives(agg):
     assert ours <= labels, ours - labels
 
 
-def test_ablation_and_robustness_claims_on_runs_built_to_agree_or_disagree(agg, tmp_path):
+@pytest.mark.parametrize("no_exclusion_rewards, outcome", [((95.0, 100.0, 105.0), "agrees"),
+                                                          ((10.0, 20.0, 30.0), "disagrees"),
+                                                          ((40.0, 100.0, 160.0), "inconclusive")])
+def test_an_ablation_claim_agrees_disagrees_or_is_inconclusive_on_its_ci(agg, tmp_path, no_exclusion_rewards, outcome):
+    env = "SafetyHopperVelocity-v1"
+    seeds_with(tmp_path, env, "strpo", [(100.0, 5.0)] * 3)
+    seeds_with(tmp_path, env, "strpo", [(r, 5.0) for r in no_exclusion_rewards], group="ablation-components",
+               label=agg.NO_EXCLUSION_LABEL)
+    records, _ = agg.load_records([tmp_path])
+    (claim,) = agg.ablation_claims(records, None, 0, 1000)
+    assert "reasonably good" in claim.quote and claim.verdict == outcome
+    assert claim.evidence[0].metric == "final reward, no exclusion / default"
+
+
+def test_appendix_c_claims_on_runs_built_to_agree_or_disagree(agg, tmp_path):
     env, ten = "SafetyHopperVelocity-v1", range(10)
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         kw = dict(stamp=seed)
         write_run(tmp_path, f"main{seed}", env, "strpo", seed, [100 + 10 * i for i in ten], [1] * 10, **kw)
         ablation = [("ablation-delta", agg.DELTA_LABELS["1e-2"], [100 + 10 * i for i in ten], [1] * 10),
                     ("ablation-delta", agg.DELTA_LABELS["1e-4"], [100 + 5 * i for i in ten], [1, 40, 9] + [1] * 7),
                     ("ablation-delta", agg.DELTA_LABELS["decoupled"], [300 + 10 * i for i in ten], [1] * 10),
                     ("ablation-components", agg.NO_JOINT_LABEL, [100 + 10 * i for i in ten], [5] * 10),
-                    ("ablation-components", agg.NO_EXCLUSION_LABEL, [50 + 5 * i for i in ten], [1] * 10)]
+                    ("ablation-lambda2", agg.LAMBDA2_LABELS[0], [100 + 10 * i for i in ten], [1] * 10),
+                    ("ablation-lambda2", agg.LAMBDA2_LABELS[1], [101 + 10 * i for i in ten], [2] * 10)]
         for k, (group, label, rewards, costs) in enumerate(ablation):
             write_run(tmp_path, f"{group}{k}_{seed}", env, "strpo", seed, [r + seed for r in rewards], costs,
                       group=group, label=label, **kw)
     records, _ = agg.load_records([tmp_path])
-    text = "\n".join(agg.ablation_claims(records, None))
-    assert "peak of the seed-mean cost curve 40.0 with δ = 1e-4 against 1.0" in text
-    lines = {line.split(":")[0]: line for line in text.splitlines()}
-    assert "(agrees)" in next(v for k, v in lines.items() if "transient cost spike" in v)
-    assert "disagrees" in next(v for v in lines.values() if "decoupled" in v)  # reward 300 higher: outside the spread
-    assert "(x5.0; agrees" in next(v for v in lines.values() if "drastically" in v)
-    assert "disagrees" in next(v for v in lines.values() if "reasonably good" in v)  # 95 vs 190: under 80%
-    robust = {"SafetyCarGoal1-v0": {"strpo": {0.0: {"cost": 5.0}, 0.4: {"cost": 30.0}, 1.0: {"cost": 20.0}}},
-              "SafetyCarCircle1-v0": {"strpo": {0.0: {"cost": 1.0, "reward": 5.0}, 1.0: {"cost": 3.0, "reward": 1.0}},
-                                      "cpo": {0.0: {"cost": 50.0, "reward": 9.0}, 1.0: {"cost": 60.0, "reward": 2.0}}}}
-    circle, goal = agg.robustness_claims(robust)
-    assert "cost 2.0 is lower than that of 1 of 1 baselines" in circle and "(agrees on the cost)" in circle
-    assert "peaks at α = 0.4" in goal and "(agrees" in goal
-    robust["SafetyCarGoal1-v0"]["strpo"][1.0]["cost"] = 31.0
-    assert "(disagrees" in agg.robustness_claims(robust)[1]
-    circle = robust["SafetyCarCircle1-v0"]
+    claims = {c.quote.split()[2] + c.where[:3]: c for c in agg.ablation_claims(records, None, 0, 1000)}
+    spike = next(c for c in claims.values() if "transient cost spike" in c.quote)
+    assert spike.verdict == "agrees" and spike.evidence[0].value == pytest.approx(39.0)  # peaks 40 vs 1
+    assert "highest at 40.0 during training, against 1.0 with δ = 1e-2" in spike.context
+    assert next(c for c in claims.values() if "decoupled" in c.quote).verdict == "disagrees"  # reward 200 higher
+    assert next(c for c in claims.values() if "drastically" in c.quote).verdict == "agrees"  # x5
+    assert next(c for c in claims.values() if "λ2" in c.quote).verdict == "agrees"  # 1 apart, costs 1 apart
+
+
+def test_appendix_d_claims_are_judged_on_their_ci_over_checkpoints(agg):
+    def sweep(costs_by_ckpt, rewards_by_ckpt=None, rates=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0)):
+        rewards_by_ckpt = rewards_by_ckpt or [[0.0] * len(rates)] * len(costs_by_ckpt)
+        return {"rates": list(rates), "cost": np.array(costs_by_ckpt, float), "reward": np.array(rewards_by_ckpt, float)}
+
+    spike = [[5, 10, 30, 40, 10, 20]] * 3
+    robust = {"SafetyCarGoal1-v0": {"strpo": sweep([[5, 10, 30, 40, 10, 20], [6, 11, 31, 41, 11, 21], [4, 9, 29, 39, 9, 19]])},
+              "SafetyCarCircle1-v0": {"strpo": sweep([[1] * 6] * 3), "cpo": sweep([[50] * 6, [55] * 6, [60] * 6])},
+              "SafetyHopperVelocity-v1": {"strpo": sweep([[0, 0, 0, 1, 30, 80]] * 3, [[1000, 900, 800, 700, 100, 0]] * 3),
+                                          "cpo": sweep([[20] * 6] * 3, [[500, 450, 400, 350, 300, 0]] * 3)}}
+    by = {c.where: c for c in agg.robustness_claims(robust, 0, 1000) if "near zero" not in c.quote}
+    near_zero = next(c for c in agg.robustness_claims(robust, 0, 1000) if "near zero" in c.quote)
+    assert by["D, SafetyCarGoal1-v0"].verdict == "agrees" and by["D, SafetyCarCircle1-v0"].verdict == "agrees"
+    assert by["D, SafetyHopperVelocity-v1"].verdict == "agrees" and near_zero.verdict == "agrees"  # median 0.5
+    robust["SafetyCarGoal1-v0"]["strpo"] = sweep([[5, 10, 30, 40, 10, 50]] * 3)  # highest at alpha = 1
+    robust["SafetyCarCircle1-v0"]["cpo"] = sweep([[0] * 6, [30] * 6, [0] * 6])  # below sTRPO in 2 of 3 seeds
+    robust["SafetyHopperVelocity-v1"]["cpo"] = sweep([[20] * 6] * 3, [[2000] * 6] * 3)
+    by = {c.where: c.verdict for c in agg.robustness_claims(robust, 0, 1000) if "near zero" not in c.quote}
+    assert by == {"D, SafetyCarGoal1-v0": "disagrees", "D, SafetyCarCircle1-v0": "inconclusive",
+                  "D, SafetyHopperVelocity-v1": "disagrees"}
+    circle = {"strpo": {1.0: {"cost": 3.0, "reward": 1.0}}, "cpo": {1.0: {"cost": 60.0, "reward": 2.0}}}
     assert "they do not" in agg.full_attack_line(circle)  # alpha = 1: cost 3 vs 60
     circle["cpo"][1.0] = dict(circle["strpo"][1.0])
     assert "they do (equal reward and cost)" in agg.full_attack_line(circle)
     assert agg.full_attack_line({"strpo": circle["strpo"]}) is None
+
+
+def test_robustness_csv_rows_become_one_row_per_checkpoint(agg):
+    rows = [{"source": "a.csv", "checkpoint": f"{algo}{k}.pt", "algo": algo, "env_id": "E", "rate": rate,
+             "reward_mean": 10 * k + float(rate), "cost_mean": k} for algo in ("strpo", "cpo") for k in (0, 1)
+            for rate in ("0.0", "0.5")]
+    m = agg.robustness_matrices(rows)["E"]["strpo"]
+    assert m["rates"] == [0.0, 0.5] and m["reward"].tolist() == [[0.0, 0.5], [10.0, 10.5]] and m["cost"].tolist() == [[0, 0], [1, 1]]
 
 
 def test_identical_runs_of_two_algorithms_are_reported_with_their_multiplier(agg, tmp_path):
