@@ -30,7 +30,7 @@ Choices this file makes where the paper is silent (see SPEC.md sections 3-4):
   alone; a truncated one bootstraps from Z(final observation). One-step targets (lambda = 0)
   propagate the cost one step per epoch: after 30 epochs V_CVaR saw ~30 steps ahead (docs/results.md, C.2).
 - progress.csv checks the critic against the cost-to-go the epoch's episodes actually collected
-  (ctg_mean vs value_mean; tail_frac, ctg_tail vs cvar_tail for the upper tail; README, "Critics").
+  (ctg_mean vs value_mean; tail_frac, ctg_tail vs cvar_tail for the upper tail; README, "π_unsafe's quantile critic").
 - `--reward-weight w` (default 0, the paper's objective) makes pi_unsafe maximise c + w * r. The
   velocity costs are sparse for a fresh policy (a random Ant crosses its speed limit about once
   per episode), so a cost-only signal barely moves it; the task reward drives the agent to run,
