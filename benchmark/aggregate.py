@@ -213,10 +213,11 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
 
 def publish_runs(source: Path, dest: Path) -> list[str]:
     """Copy the record of every finished run under `source` (a benchmark/run.py root) to `dest`, same layout:
-    NAME/run.json, NAME/<run folder>/{config.json, progress.csv} for a training run whose final checkpoint
-    exists, NAME/attack/robustness.csv for a finished robustness run. Unfinished runs are left out (a
-    partial copy would stand for a run that is not over); checkpoints too (the record is the numbers).
-    Returns the names copied."""
+    NAME/run.json, NAME/<run folder>/{config.json, progress.csv} and its policy checkpoints ({exp}.pt, and the
+    {exp}_epoch{k}.pt of --save-policies-at; ~30 KB each) for a training run whose final checkpoint exists,
+    NAME/attack/robustness.csv for a finished robustness run. With the checkpoints the copy is a root that
+    benchmark/run.py can continue from (the robustness sweeps and the strength ablation read them). Unfinished
+    runs are left out (a partial copy would stand for a run that is not over). Returns the names copied."""
     import shutil
 
     copied = []
@@ -227,7 +228,7 @@ def publish_runs(source: Path, dest: Path) -> list[str]:
             config = progress.parent / "config.json"
             exp = json.loads(config.read_text()).get("exp_name") if config.is_file() else None
             if exp and (progress.parent / f"{exp}.pt").is_file():
-                files += [progress, config]
+                files += [progress, config, progress.parent / f"{exp}.pt", *sorted(progress.parent.glob(f"{exp}_epoch*.pt"))]
         files += list(name_dir.glob("attack/robustness.csv"))
         if not files:
             continue

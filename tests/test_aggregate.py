@@ -110,13 +110,15 @@ def test_publish_copies_finished_runs_only_and_the_copy_aggregates_the_same(agg,
     synthetic_seeds(tmp_path / "matrix")
     for seed in (0, 1):  # finished: the final checkpoint exists; seed 2 is still running
         next((tmp_path / "matrix" / f"SafetyHopperVelocity-v1__strpo__{seed}").glob("*/progress.csv")).with_name("strpo.pt").write_bytes(b"x")
+    kept = next((tmp_path / "matrix" / "SafetyHopperVelocity-v1__strpo__0").glob("*/progress.csv")).with_name("strpo_epoch1.pt")
+    kept.write_bytes(b"y")  # a policy kept by --save-policies-at
     attack = tmp_path / "matrix" / "SafetyCarGoal1-v0__robustness__0" / "attack"
     attack.mkdir(parents=True)
     (attack / "robustness.csv").write_text("algo,rate\nstrpo,0.0\n")
     (attack.parent / "run.json").write_text("{}")
     copied = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
     assert copied == ["SafetyCarGoal1-v0__robustness__0", "SafetyHopperVelocity-v1__strpo__0", "SafetyHopperVelocity-v1__strpo__1"]
-    assert not list((tmp_path / "docs").rglob("*.pt"))  # numbers only
+    assert sorted(p.name for p in (tmp_path / "docs").rglob("*.pt")) == ["strpo.pt", "strpo.pt", "strpo_epoch1.pt"]
     published, _ = agg.load_records([tmp_path / "docs"])
     original, _ = agg.load_records([tmp_path / "matrix"])
     assert sorted(r.seed for r in published) == [0, 1]
