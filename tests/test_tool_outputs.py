@@ -31,6 +31,7 @@ RUN_WITH_DEFAULTS = {
 REWRITES = {"benchmark/update_readme.py": ["README.md"]}
 # minutes of training or measuring: their default output, relative to the repository root
 DEFAULT_OUTPUT = {
+    "benchmark/bit_identity.py": lambda module: module.Args().out,
     "benchmark/critic_minibatch.py": lambda module: module.Args().out,
     "benchmark/run.py": lambda module: module.Args().root,
     "benchmark/throughput.py": lambda module: module.Args().out,
