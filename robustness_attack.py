@@ -185,31 +185,26 @@ def validate_args(args: Args) -> None:
 
 
 def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
         raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
 
 
 def check_env_id(env_id: str) -> None:
@@ -225,38 +220,23 @@ def is_navigation_task(env_id: str) -> bool:
 
 
 def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox.
-
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
-    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
-    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
-    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
-    velocity tasks (no world rebuild), are returned unchanged."""
-    import re
-
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
     import gymnasium
     import mujoco
     import safety_gymnasium.world as world
 
-    builder = env.unwrapped
-    if not hasattr(builder, "task") or builder.render_mode is not None or builder.task.observe_vision:
-        return env
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
 
-    class MujocoWithoutSkybox:
-        """safety_gymnasium.world's `mujoco` during a reset: models compile without the skybox."""
-
-        class MjModel:
-            @staticmethod
-            def from_xml_string(xml, *args, **kwargs):
-                return mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(mujoco, name)
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
 
     class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # swapped for this env's reset only: other envs of the process keep theirs
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
             world.mujoco = MujocoWithoutSkybox()
             try:
                 return self.env.reset(**kwargs)
@@ -426,31 +406,27 @@ class Actor(nn.Module):
 
 def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
                     act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
-    corrupt or mismatched file. A different env id with matching dims only warns."""
+    """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
+    different env id with matching dimensions only warns)."""
     path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"error: checkpoint not found: {path}")
+    require(path.is_file(), f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
     keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
-        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
-                         f"this env has obs {obs_dim}, act {act_dim}")
+    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
+    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
+            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
+            f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
     if env_id is not None and ckpt["env_id"] != env_id:
         print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
     try:
         actor.load_state_dict(ckpt["actor_state_dict"])
     except RuntimeError:
         raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
     obs_rms.load_state_dict(ckpt["obs_rms"])
     return actor, obs_rms, ckpt
 

@@ -1,81 +1,24 @@
 """sTRPO: Safe Trust Region Policy Optimization (the main job of this repository).
 
 Paper: Rahman, Shefin, Gupta, Alqahtani, "Safe, Trust Region Policy Optimization for Constrained
-Reinforcement Learning", sections 4.2-4.3, eq. (5)-(10), Theorem 1.
+Reinforcement Learning", sections 4.2-4.3, eq. (5)-(10), Theorem 1. TRPO whose step stays inside the
+KL ball around pi_k *and* moves away from a fixed pi_unsafe trained to maximise cost
+(unsafe_cvar_trpo.py): the update lives in an annulus of policy space. Per epoch:
 
-TRPO whose step stays inside the KL ball around the current policy pi_k *and* is pushed away from
-a fixed auxiliary policy pi_unsafe that was trained to maximise cost (unsafe_cvar_trpo.py): the
-update lives in an "annulus" of policy space. Per epoch:
-
-  1. separate reward and cost GAEs (two critics), each z-scored over the batch          (eq. 6)
+  1. reward and cost GAEs (two critics), each z-scored over the batch                    (eq. 6)
   2. a PID Lagrange multiplier lambda_cost from the epoch's mean episode cost vs the limit
   3. joint advantage  A~joint = A~r - lambda_cost * A~c                                   (eq. 6)
-  4. g   = grad of the joint surrogate mean(ratio * A~joint) at theta_k                 (eq. 7)
-     H   = Hessian of mean KL(pi_k || pi_theta) (Fisher), used only through H v         (eq. 7)
-     phi = grad_theta mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)) at theta_k             (eq. 7)
-  5. the step solves eq. (8):  max g^T x  s.t.  1/2 x^T H x <= delta1  and  phi^T x >= b,
-     with x = H^-1 (g + lambda2 phi) / lambda1 (eq. 9) and lambda2 the KKT multiplier of the
-     exclusion constraint, in closed form (solve_exclusion_qcqp): 0 when the plain TRPO step
-     already keeps the margin, else both constraints tight; infeasible when b >= sqrt(2 delta1 s)
-  6. backtracking line search on measured quantities: mean KL(pi_k||pi_theta) <= delta1 and a
-     measured rise of KL(pi_unsafe||pi_theta) of at least b/2 (Theorem 1); the surrogate must
-     improve where the exclusion constraint is inactive, and match its linear prediction within
-     50% where it is active (it may trade surrogate for distance from pi_unsafe there). If no
-     backtrack passes, the aimed margin is raised toward the largest the ball allows and eq. 8
-     solved again (the paper's "adjust lambda2 by line search until the constraint holds")
-  7. infeasible or nothing accepted: fallback `exclusion` (default; the recovery step along H^-1 phi
-     with KL to pi_unsafe not allowed to fall), `none` (keep theta_k), or `reverse` (eq. 10)
+  4. g = grad of the joint surrogate, H = Fisher (only through H v),
+     phi = grad mean_s KL(pi_unsafe || pi_theta), all at theta_k                          (eq. 7)
+  5. the exact optimum of  max g^T x  s.t.  1/2 x^T H x <= delta1,  phi^T x >= b        (eq. 8)
+     x = H^-1 (g + lambda2 phi) / lambda1 with the KKT multipliers in closed form         (eq. 9)
+  6. line search on measured KL(pi_k || pi) <= delta1 and a measured rise of KL(pi_unsafe || pi)
+     of at least b/2 (Theorem 1); none passes: aim at a larger margin and solve again
+  7. eq. 8 infeasible or nothing accepted: the recovery step along H^-1 phi (--fallback)  (eq. 10)
   8. critics regressed on their GAE returns.
 
-Readings chosen where the paper's step, read literally, breaks the problem it states (eq. 8):
-- lambda2 (`--lambda2-mode kkt`, default). Eq. 9 leaves lambda2 open ("adjust lambda2 >= 0, e.g. by
-  dual ascent or line search, until the exclusion constraint holds") and appendix C.3 sweeps fixed
-  weights 0.01 and 1. A fixed weight solves eq. 8 only by accident: on Hopper batches q = g'H^-1 g
-  ~ 0.03, r = g'H^-1 phi ~ -0.16, s = phi'H^-1 phi ~ 7.4, so at lambda2 = 1 the direction is almost
-  pure H^-1 phi, the joint surrogate falls along it and the line search rejects it on every seed.
-  The KKT multiplier is the exact optimum of eq. 8 (derivation in solve_exclusion_qcqp: it is CPO's
-  dual with the cost gradient replaced by -phi). `--lambda2-mode fixed --lambda2 W` keeps the
-  literal fixed weight for the ablation (its line search demands a surrogate improvement, as the
-  paper's TRPO line search does).
-- The margin b. Eq. 8 asks for a rise of delta2 per step (`--exclusion-target step`, default); the
-  set F_k and Theorem 3 ask for an absolute distance KL(pi_unsafe||pi) > epsilon_excl
-  (`--exclusion-target absolute`: b = epsilon_excl - KL(pi_unsafe||pi_k), slack once far enough).
-  The solve aims at 1.01 b so that CG error cannot break the constraint.
-- The fallback. Eq. 10 read literally (`--fallback reverse`) takes theta_k - alpha G. That always
-  lowers the linearised objective, and whenever G kept the exclusion constraint it moves the policy
-  *toward* pi_unsafe by at least the margin (phi^T (-alpha G) = -margin): the opposite of what the
-  step is for. The default `exclusion` takes the maximiser of phi^T x in the KL ball instead, so no
-  default code path lowers KL(pi_unsafe||pi) on the batch (tests/test_strpo.py checks it on real
-  batches of the four paper tasks).
-- The line search checks the measured KL to pi_unsafe, not phi^T x: on Hopper the plain TRPO step
-  predicts phi^T x = -0.15 while KL(pi_unsafe||pi) actually rises by 0.07. The other way round, the
-  curvature of KL(pi_unsafe||pi) along a step (~1e-3 on Hopper) can outweigh a margin as small as
-  delta2 = 1e-4; without the raised-margin search (MARGIN_SEARCH) a third of the late Hopper epochs
-  found no acceptable step and the recovery fallback threw the reward away (seed 0: final reward
-  ~120 at cost ~0 instead of ~1000 at cost ~25; docs/strpo_modes.md has both).
-Measured (README "sTRPO's step: modes"; SafetyHopperVelocity-v1 450k and SafetyCarCircle1-v0 300k
-steps, seeds 0-2, the default vs the literal setting vs --no-exclusion): see docs/strpo_modes.md.
-
-Choices this file makes where the paper is silent (SPEC.md section 5):
-- phi: `--exclusion-grad exact` (default) differentiates the closed-form Gaussian KL on the batch
-  states; `importance` is the paper's estimator -mean[(pi_unsafe(a|s) / pi_k(a|s)) grad log
-  pi_theta(a|s)] over the batch's (s, a). Both estimate the same gradient (tests/test_strpo.py).
-- H^-1 g and H^-1 phi are two separate CG solves; q, r, s are the true g and phi against the CG
-  solutions (one consistent estimate), so the solved step's phi^T x is exactly the margin aimed at.
-- Advantage z-scoring floors sigma at ADV_STD_FLOOR (the sigma_min of appendix A's lemma): a batch
-  with next to no cost keeps its cost advantage small instead of blowing critic noise up to unit
-  variance.
-- The update sees the states through the normaliser the rollout acted with (so pi_k in the ratio
-  and the KL ball is the behaviour policy); the batch enters the normaliser after the update.
-- `--no-exclusion` (lambda2 = 0, no exclusion constraint) makes the update TRPO on the joint
-  advantage: a failed line search then keeps theta_k, as TRPO does, whatever --fallback says.
-- The PID multiplier is baselines/cppo_pid.py's: Stooke et al. (2020) with OmniSafe's details
-  (EMA-smoothed P and D terms, derivative over `pid_d_delay` epochs, output capped at
-  --lambda-cost-max) and an integral kept in [0, cap]; `--pid-ema` smooths both P and D.
-  It sees the mean cost of episodes that finished this epoch; an epoch with none keeps lambda.
-- pi_unsafe sees the raw observations through its own normaliser (it carries one in its checkpoint).
-- Observation normaliser, critics, GAE, rollout and checkpoint conventions are those of
-  unsafe_cvar_trpo.py (SPEC.md section 3).
+Why each reading of the paper was chosen, with the measurements behind it: docs/algorithms/strpo.md;
+the modes compared on real runs: docs/strpo_modes.md.
 
 Usage:
     python strpo.py --env-id SafetyCarCircle1-v0
@@ -92,6 +35,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -115,22 +59,6 @@ except ImportError:
     pass
 if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
     import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
-
-CHECKPOINT_FORMAT_VERSION = 1
-RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
-RESUME_FORMAT_VERSION = 1
-OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
-NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
-VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
-VIDEO_SIZE = 256  # width and height in pixels of recorded frames
-TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-ADV_STD_FLOOR = 0.05  # sigma_min of eq. (6)'s z-scoring (appendix A's joint-advantage lemma); per-step units, see zscore
-MARGIN_AIM = 1.01  # the QCQP aims at 1.01 b, a little inside the exclusion constraint, so CG error cannot break it
-MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b
-MARGIN_SEARCH = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # no step passed: aim at b + f (max margin - b) for these f in turn
-SURROGATE_SLACK = 0.5  # active exclusion: the surrogate change may fall short of its linear prediction by 50%
-QCQP_EPS = 1e-12  # quadratic forms below this are treated as zero (g = 0, phi = 0 or g parallel to phi)
 
 
 @dataclass
@@ -235,278 +163,303 @@ class Args:
     """hidden layer sizes of actor and critics (tanh)"""
 
 
-# ----------------------------------------------------------------------------------------------
-# Argument checks and environments
-# ----------------------------------------------------------------------------------------------
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+ADV_STD_FLOOR = 0.05  # sigma_min of eq. (6)'s z-scoring (appendix A's joint-advantage lemma); per-step units, see zscore
+MARGIN_AIM = 1.01  # the QCQP aims at 1.01 b, a little inside the exclusion constraint, so CG error cannot break it
+MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b
+MARGIN_SEARCH = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # no step passed: aim at b + f (max margin - b) for these f in turn
+SURROGATE_SLACK = 0.5  # active exclusion: the surrogate change may fall short of its linear prediction by 50%
+QCQP_EPS = 1e-12  # quadratic forms below this are treated as zero (g = 0, phi = 0 or g parallel to phi)
 
 
+def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, joint_adv: torch.Tensor,
+               unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor], args: Args) -> tuple[torch.Tensor, dict]:
+    """One sTRPO update from theta_k (steps 4-7 of the docstring); returns the new flat parameters and the
+    diagnostics that make Theorem 1 observable. unsafe_mean, unsafe_log_std: pi_unsafe's outputs on the
+    batch states (None only with --no-exclusion). The actor is left at theta_k. The ablations of args
+    (--no-exclusion, --lambda2-mode fixed, --fallback none/reverse) branch off in ablation_step and
+    fallback_step; the default path is eq. 8-9 alone."""
+    exclusion = not args.no_exclusion
+    probe = StepProbe(actor, norm_obs, actions, joint_adv, unsafe_mean, unsafe_log_std)
+    fisher_obs = norm_obs[::args.fisher_subsample]  # H is a mean over states: a subsample estimates it
+
+    def Hvp(v: torch.Tensor) -> torch.Tensor:
+        return fisher_vector_product(actor, fisher_obs, v, args.cg_damping)
+
+    # eq. (7): g and phi at theta_k; H only through H v
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(probe.surrogate(), list(actor.parameters()))])
+    if exclusion and unsafe_mean is None:
+        raise ValueError("the exclusion step needs pi_unsafe's outputs")
+    phi = (exclusion_gradient(actor, norm_obs, actions, unsafe_mean, unsafe_log_std, args.exclusion_grad)
+           if exclusion else torch.zeros_like(g))
+    if not (torch.isfinite(g).all() and torch.isfinite(phi).all()):
+        raise FloatingPointError("non-finite gradient g or exclusion gradient phi")
+
+    # eq. (9): H^-1 g and H^-1 phi by two CG solves; q = g'H^-1 g, r = phi'H^-1 g, s = phi'H^-1 phi from the true
+    # gradients against the CG solutions, so the solved step's phi^T x is exactly the margin aimed at
+    x_g, res_g = conjugate_gradient(Hvp, g, args.cg_iters)
+    x_phi, res_phi = conjugate_gradient(Hvp, phi, args.cg_iters) if exclusion else (torch.zeros_like(g), 0.0)
+    q = float(g @ x_g) if exclusion else float(x_g @ Hvp(x_g))  # TRPO's step length without the exclusion
+    r, s = float(phi @ x_g), float(phi @ x_phi)
+    b = (args.delta2 if args.exclusion_target == "step" else args.epsilon_excl - probe.kl_unsafe_before) if exclusion else -math.inf
+    max_margin = math.sqrt(2 * args.delta1 * max(s, 0.0))  # the largest phi^T x in the KL ball (along H^-1 phi)
+
+    # eq. (8)'s optimum, aimed a little inside the exclusion constraint (or an ablation's step)
+    if exclusion and args.lambda2_mode == "kkt":
+        b_aim = b + abs(b) * (MARGIN_AIM - 1)
+        case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b_aim, args.delta1)
+    else:
+        b_aim = b
+        case, a_g, a_phi = ablation_step(q, r, s, args)
+    full_step = a_g * x_g + a_phi * x_phi
+    predicted_margin, predicted_gain = float(phi @ full_step), float(g @ full_step)  # linear model of eq. 8
+    if not torch.isfinite(full_step).all():
+        raise FloatingPointError("non-finite search direction")
+
+    # line search on measured quantities; none passes: aim at b + f (max margin - b) and solve eq. 8 again (eq. 9's
+    # "adjust lambda2 by line search"): the curvature of KL(pi_unsafe || pi) can outweigh a margin as small as delta2
+    required = MARGIN_FRACTION * b if b > 0 else b
+    accepted, backtracks, theta_new, fallback_taken = False, 0, probe.theta_k, ""
+    aims = [b_aim] if not exclusion or args.lambda2_mode != "kkt" else \
+        [b_aim] + [b_aim + (max_margin - b_aim) * f for f in MARGIN_SEARCH if b_aim < max_margin]
+    aim_used, step_case, step, ag, ap = b_aim, case, full_step, a_g, a_phi
+    for aim in aims:
+        if aim != b_aim:
+            step_case, ag, ap = solve_exclusion_qcqp(q, r, s, aim, args.delta1)
+            step = ag * x_g + ap * x_phi
+        if step_case == "infeasible":
+            continue
+        j = line_search(probe, step, float(g @ step), step_case == "active", required, args)
+        if j is None:
+            backtracks = args.backtrack_iters
+            continue
+        accepted, backtracks, theta_new, aim_used = True, j, probe.theta_k + args.backtrack_coeff**j * step, aim
+        a_g, a_phi = ag, ap  # the accepted step's coefficients (lambda2_used below)
+        break
+
+    # eq. 8 infeasible or nothing accepted: the fallback (--no-exclusion keeps theta_k, as TRPO does)
+    lambda2_used = a_phi / a_g if a_g > 0 else (math.inf if a_phi > 0 else 0.0)
+    if not accepted and exclusion and args.fallback != "none":
+        theta_new, fallback_taken = fallback_step(probe, full_step, x_g, x_phi, (q, r, s, case), args)
+    elif not accepted:
+        fallback_taken = "none"
+
+    # diagnostics at the returned parameters; the actor is put back to theta_k
+    kl_new, surr_new, _ = probe.evaluate(theta_new)
+    with torch.no_grad():
+        kl_unsafe_after = probe.kl_to_unsafe(*actor(norm_obs))
+    set_flat_params(actor, probe.theta_k)
+    if not torch.isfinite(theta_new).all():
+        raise FloatingPointError("non-finite parameters after the step")
+    return theta_new, {
+        "kl": kl_new, "excl_margin": float(phi @ (theta_new - probe.theta_k)),
+        "measured_excl_margin": kl_unsafe_after - probe.kl_unsafe_before,
+        "required_excl_margin": b, "max_excl_margin": max_margin, "predicted_excl_margin": predicted_margin,
+        "kl_unsafe_before": probe.kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after,
+        "qcqp_case": case, "excl_aim": aim_used, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
+        "q": q, "r": r, "s": s, "feasible": int(case != "infeasible"), "accepted": int(accepted),
+        "backtracks": backtracks, "fallback": fallback_taken, "surrogate_change": surr_new - probe.surr_old,
+        "predicted_surrogate_change": predicted_gain,
+        "cg_residual_g": res_g, "cg_residual_phi": res_phi, "phi_norm": float(phi.norm()),
+    }
 
 
-def validate_args(args: Args) -> None:
-    """One-line errors for bad input, raised before anything is built."""
-    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
-        check_renderer()
-    ids = safety_env_ids()
-    if args.env_id not in ids:
-        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
-        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "cg_iters", "critic_epochs",
-                 "critic_minibatch_size", "backtrack_iters", "pid_d_delay", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.steps_per_epoch < args.num_envs:
-        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    if args.total_timesteps < args.steps_per_epoch:
-        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    if not (args.delta1 > 0 and args.delta2 >= 0 and args.lambda2 >= 0 and args.epsilon_excl >= 0):
-        raise SystemExit(f"error: need --delta1 > 0 and --delta2, --lambda2, --epsilon-excl >= 0 "
-                         f"(got {args.delta1}, {args.delta2}, {args.lambda2}, {args.epsilon_excl})")
-    if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1 and 0 <= args.pid_ema < 1):
-        raise SystemExit("error: need 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1, 0 <= --pid-ema < 1")
-    if min(args.pid_kp, args.pid_ki, args.pid_kd, args.lambda_cost_max, args.cost_limit) < 0:
-        raise SystemExit("error: PID gains, --lambda-cost-max and --cost-limit must be non-negative")
-    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
-        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+class StepProbe:
+    """pi_k's outputs on the batch, and the measured quantities of a candidate theta: mean KL(pi_k || pi_theta),
+    the joint surrogate mean(ratio * A~joint) (eq. 5) and the change of mean KL(pi_unsafe || pi_theta)."""
+
+    def __init__(self, actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, joint_adv: torch.Tensor,
+                 unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor]):
+        self.actor, self.norm_obs, self.actions, self.joint_adv = actor, norm_obs, actions, joint_adv
+        self.unsafe_mean, self.unsafe_log_std = unsafe_mean, unsafe_log_std
+        self.theta_k = get_flat_params(actor)
+        with torch.no_grad():
+            self.old_mean, self.old_log_std = actor(norm_obs)
+            self.old_logp = torch.distributions.Normal(self.old_mean, self.old_log_std.exp()).log_prob(actions).sum(-1)
+            self.kl_unsafe_before = self.kl_to_unsafe(self.old_mean, self.old_log_std)
+            self.surr_old = float(self.surrogate())
+
+    def kl_to_unsafe(self, mean: torch.Tensor, log_std: torch.Tensor) -> float:
+        if self.unsafe_mean is None:
+            return float("nan")
+        return float(gaussian_kl(self.unsafe_mean, self.unsafe_log_std, mean, log_std).mean())
+
+    def surrogate(self) -> torch.Tensor:
+        logp = self.actor.distribution(self.norm_obs).log_prob(self.actions).sum(-1)
+        return (torch.exp(logp - self.old_logp) * self.joint_adv).mean()
+
+    def evaluate(self, theta: torch.Tensor) -> tuple[float, float, float]:
+        """measured mean KL(pi_k || pi_theta), joint surrogate, change of KL(pi_unsafe || pi_theta)"""
+        set_flat_params(self.actor, theta)
+        with torch.no_grad():
+            mean, log_std = self.actor(self.norm_obs)
+            kl = float(gaussian_kl(self.old_mean, self.old_log_std, mean, log_std).mean())
+            return kl, float(self.surrogate()), self.kl_to_unsafe(mean, log_std) - self.kl_unsafe_before
 
 
-def unsafe_policy_path(args: Args) -> Path:
-    """--unsafe-policy-path, or the shipped pi_unsafe of the task (next to this file, from any working folder)."""
-    return Path(args.unsafe_policy_path or Path(__file__).resolve().parent / "unsafe_policies" / f"{args.env_id}.pt")
+def line_search(probe: StepProbe, step: torch.Tensor, gain: float, active: bool, required: float, args: Args) -> Optional[int]:
+    """The first backtrack j whose point theta_k + coeff^j step keeps, measured: KL(pi_k || pi) <= delta1; a rise
+    of KL(pi_unsafe || pi) of at least `required`; a surrogate that improves (exclusion inactive: TRPO, and
+    CPO's feasible case) or, where the exclusion is active, that falls short of its linear prediction
+    coeff^j * gain by at most SURROGATE_SLACK. None when no backtrack passes."""
+    for j in range(args.backtrack_iters):
+        frac = args.backtrack_coeff**j
+        kl, surr, excl = probe.evaluate(probe.theta_k + frac * step)
+        surr_ok = surr - probe.surr_old >= frac * gain - SURROGATE_SLACK * abs(frac * gain) if active else surr > probe.surr_old
+        excl_ok = args.no_exclusion or excl >= required
+        if math.isfinite(kl) and math.isfinite(surr) and kl <= args.delta1 and surr_ok and excl_ok:
+            return j
+    return None
 
 
-def check_unsafe_policy_exists(args: Args) -> None:
-    path = unsafe_policy_path(args)
-    if not path.is_file():
-        raise SystemExit(f"error: no pi_unsafe at {path}; train one with `python unsafe_cvar_trpo.py --env-id {args.env_id} "
-                         f"--save-to {path}` or pass --unsafe-policy-path")
+def solve_exclusion_qcqp(q: float, r: float, s: float, b: float, delta1: float) -> tuple[str, float, float]:
+    """The step of eq. (8),  max_x g^T x  s.t.  1/2 x^T H x <= delta1,  phi^T x >= b,  in closed form.
+    Takes q = g^T H^-1 g, r = g^T H^-1 phi, s = phi^T H^-1 phi; returns (case, a_g, a_phi) with the
+    optimum x* = a_g H^-1 g + a_phi H^-1 phi, i.e. a_g = 1/lambda1*, a_phi = lambda2*/lambda1*.
+
+    Derivation (KKT of the convex QCQP; it is CPO's dual with the cost gradient replaced by -phi and
+    the constraint value by b). Stationarity g - lambda1 H x + lambda2 phi = 0 gives
+    x = H^-1 (g + lambda2 phi) / lambda1. Then
+      infeasible  the largest phi^T x in the KL ball is sqrt(2 delta1 s) (along H^-1 phi); if b
+                  reaches it, no x keeps both constraints.
+      inactive    lambda2* = 0: the plain TRPO step sqrt(2 delta1 / q) H^-1 g, when it already keeps
+                  the exclusion constraint, r sqrt(2 delta1 / q) >= b.
+      active      both constraints tight. phi^T x = (r + lambda2 s) / lambda1 = b gives
+                  lambda2 = (lambda1 b - r) / s; putting it into x^T H x = (q + 2 lambda2 r +
+                  lambda2^2 s) / lambda1^2 = 2 delta1 gives (q s - r^2 + lambda1^2 b^2) / s =
+                  2 delta1 lambda1^2, so lambda1* = sqrt((q s - r^2) / (2 delta1 s - b^2)).
+                  lambda2* >= 0 holds exactly when the inactive test failed.
+    Degenerate inputs: phi = 0 (s = 0) is infeasible for b > 0 and inactive otherwise; g = 0 or
+    g antiparallel to phi (q s = r^2) leaves the KL ball slack: the smallest step onto the plane,
+    x = (b / s) H^-1 phi, is returned. tests/test_strpo.py checks this against an independent
+    geometric solve on random instances of every case."""
+    if s <= QCQP_EPS:
+        return ("infeasible", 0.0, 0.0) if b > 0 else ("inactive", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0)
+    if b > 0 and b * b >= 2 * delta1 * s:
+        return "infeasible", 0.0, 0.0
+    if q > QCQP_EPS and r * math.sqrt(2 * delta1 / q) >= b:
+        return "inactive", math.sqrt(2 * delta1 / q), 0.0
+    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:
+        return "active", 0.0, b / s
+    lambda1 = math.sqrt((q * s - r * r) / (2 * delta1 * s - b * b))
+    lambda2 = max(0.0, (lambda1 * b - r) / s)
+    return "active", 1.0 / lambda1, lambda2 / lambda1
 
 
-def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
-    import torch._dynamo  # noqa: F401
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+def ablation_step(q: float, r: float, s: float, args: Args) -> tuple[str, float, float]:
+    """(case, a_g, a_phi) of the ablations' step x = a_g H^-1 g + a_phi H^-1 phi: --no-exclusion is TRPO's
+    sqrt(2 delta1 / q) H^-1 g; --lambda2-mode fixed is eq. 9 with the constant lambda2 of appendix C.3,
+    H^-1 (g + lambda2 phi) scaled to the KL ball."""
+    if args.no_exclusion:
+        return "no_exclusion", math.sqrt(2 * args.delta1 / max(q, QCQP_EPS)), 0.0
+    gHg = q + 2 * args.lambda2 * r + args.lambda2**2 * s
+    alpha = math.sqrt(2 * args.delta1 / max(gHg, QCQP_EPS))
+    return "fixed", alpha, alpha * args.lambda2
 
 
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last
-    call (it writes a file when its episode ends, and the one being recorded when the envs close)."""
-    import wandb
-
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
-        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
-
-
-def is_navigation_task(env_id: str) -> bool:
-    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
-
-
-def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox.
-
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
-    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
-    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
-    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
-    velocity tasks (no world rebuild), are returned unchanged."""
-    import re
-
-    import gymnasium
-    import mujoco
-    import safety_gymnasium.world as world
-
-    builder = env.unwrapped
-    if not hasattr(builder, "task") or builder.render_mode is not None or builder.task.observe_vision:
-        return env
-    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:
-        """safety_gymnasium.world's `mujoco` during a reset: models compile without the skybox."""
-
-        class MjModel:
-            @staticmethod
-            def from_xml_string(xml, *args, **kwargs):
-                return mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(mujoco, name)
-
-    class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # swapped for this env's reset only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
-            try:
-                return self.env.reset(**kwargs)
-            finally:
-                world.mujoco = mujoco
-
-    return WithoutSkybox(env)
+def fallback_step(probe: StepProbe, full_step: torch.Tensor, x_g: torch.Tensor, x_phi: torch.Tensor,
+                  qrs_case: tuple, args: Args) -> tuple[torch.Tensor, str]:
+    """Eq. 8 infeasible or no step accepted: (theta, fallback taken). --fallback exclusion: the recovery step
+    sqrt(2 delta1 / s) H^-1 phi, the largest phi^T x in the KL ball, whose measured KL to pi_unsafe must not
+    fall. --fallback reverse: eq. (10) read literally, theta_k - alpha G (KL line search only), which moves
+    toward pi_unsafe whenever G kept the margin; when eq. 8 was infeasible, G = H^-1 (g + lambda2 phi)."""
+    q, r, s, case = qrs_case
+    if args.fallback == "exclusion":
+        step = math.sqrt(2 * args.delta1 / max(s, QCQP_EPS)) * x_phi
+    elif case != "infeasible":
+        step = -full_step
+    else:
+        direction = x_g + args.lambda2 * x_phi
+        step = -math.sqrt(2 * args.delta1 / max(q + 2 * args.lambda2 * r + args.lambda2**2 * s, QCQP_EPS)) * direction
+    for j in range(args.backtrack_iters):
+        kl, _, excl = probe.evaluate(probe.theta_k + args.backtrack_coeff**j * step)
+        if math.isfinite(kl) and kl <= args.delta1 and (args.fallback == "reverse" or excl >= 0):
+            return probe.theta_k + args.backtrack_coeff**j * step, args.fallback
+    return probe.theta_k, f"{args.fallback}_rejected"
 
 
-def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
-    def thunk():
-        import gymnasium
-        import safety_gymnasium
-
-        class SeedEachEpisode(gymnasium.Wrapper):
-            """Episode k of env idx starts from a seed drawn from (reset seed, k), so every episode's start
-            is a function of the run's seed: a resumed run restarts its envs at the episode numbers
-            it saved (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
-
-            def reset(self, *, seed=None, options=None):
-                options = dict(options or {})
-                first_episodes = options.pop("episode", None)
-                if seed is not None:
-                    self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
-                else:  # the vector env's autoreset: the next episode
-                    self.episode += 1
-                episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
-                return self.env.reset(seed=episode_seed, options=options or None)
-
-        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not (capture_video and idx == 0):
-            return SeedEachEpisode(without_skybox(safety_gymnasium.make(env_id)))
-
-        # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
-        # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
-        # render_mode only adds rendering: observations and dynamics are unchanged (tested).
-        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
-        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
-
-        class KeepRendererOpen(gymnasium.Wrapper):
-            """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
-            renderer then draws black frames from its freed context: ignore that close (the
-            renderer goes with the process; closing frees nothing else here)."""
-
-            def close(self):
-                pass
-
-        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
-        # travels through info and comes back unchanged)
-        return SeedEachEpisode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)))
-
-    return thunk
+def exclusion_gradient(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, unsafe_mean: torch.Tensor,
+                       unsafe_log_std: torch.Tensor, mode: str) -> torch.Tensor:
+    """phi of eq. (7): the gradient at theta_k of mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)).
+    exact:      autograd of the closed-form Gaussian KL on the batch states.
+    importance: -mean[(pi_unsafe(a|s) / pi_k(a|s)) grad log pi_theta(a|s)] over the batch (s, a),
+                since grad KL(pi_u || pi_theta) = -E_{a~pi_u}[grad log pi_theta(a|s)]."""
+    params = list(actor.parameters())
+    if mode == "exact":
+        mean, log_std = actor(norm_obs)
+        objective = gaussian_kl(unsafe_mean, unsafe_log_std, mean, log_std).mean()
+    else:
+        dist = actor.distribution(norm_obs)
+        logp = dist.log_prob(actions).sum(-1)
+        unsafe_logp = torch.distributions.Normal(unsafe_mean, unsafe_log_std.exp()).log_prob(actions).sum(-1)
+        weights = torch.exp(unsafe_logp - logp.detach())
+        objective = -(weights * logp).mean()
+    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(objective, params)])
 
 
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
-                    video_dir: Optional[Path] = None):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
-    With capture_video, env 0 records videos into video_dir."""
-    import safety_gymnasium
+class PIDLagrangian:
+    """The PID Lagrange multiplier of Stooke, Achiam, Abbeel (2020, algorithm 2), updated once per epoch
+    from the epoch's mean episode cost J_c, with error e = J_c - d:
+        I <- clip(I + K_I e, 0, cap);   P <- EMA(e);   D = max(0, EMA(J_c) - EMA(J_c) `d_delay` updates ago)
+        lambda = min(cap, max(0, K_P P + I + K_D D))
+    Details as OmniSafe's PIDLagrangian (common/pid_lagrange.py): P and D smoothed by EMAs with factors of
+    their own, only a rising cost feeds D, the output capped. One difference: the integral is also kept
+    below the cap (anti-windup; Stooke et al. and OmniSafe only floor it at 0), so that after a long
+    violation lambda comes down within epochs once the cost falls, not after as many epochs as it rose.
+    The terms of the last update are kept in `p`, `i`, `d` for logging."""
 
-    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
-    if use_async:
-        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
-    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
-
-
-# ----------------------------------------------------------------------------------------------
-# Agent: observation normaliser, Gaussian actor, critics
-# ----------------------------------------------------------------------------------------------
-class RunningMeanStd:
-    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
-    algorithm), so the result equals numpy's mean/var over all data seen."""
-
-    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = epsilon
-        self._refresh()
-
-    def update(self, batch: np.ndarray) -> None:
-        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
-        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        self.mean = self.mean + delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var = m2 / total
-        self.count = total
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
-        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
-
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+    def __init__(self, cost_limit: float, kp: float, ki: float, kd: float, d_delay: int,
+                 delta_p_ema_alpha: float, delta_d_ema_alpha: float, cap: float):
+        self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
+        self.delta_p_ema_alpha, self.delta_d_ema_alpha, self.cap = delta_p_ema_alpha, delta_d_ema_alpha, cap
+        self.p = 0.0  # EMA of delta = J_c - d
+        self.i = 0.0  # integral of K_I * delta, kept in [0, cap] (anti-windup)
+        self.d = 0.0  # max(0, rise of the smoothed cost over d_delay epochs)
+        self.cost_ema = 0.0
+        # smoothed costs of the last d_delay updates; the oldest one is the derivative's reference
+        self.cost_ema_history: deque[float] = deque([0.0], maxlen=d_delay)
+        self.value = 0.0
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+        return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean = np.asarray(state["mean"], np.float64).copy()
-        self.var = np.asarray(state["var"], np.float64).copy()
-        self.count = float(state["count"])
-        self._refresh()
+        if set(state) != set(vars(self)):
+            raise ValueError(f"PIDLagrangian state has keys {sorted(state)}, expected {sorted(vars(self))}")
+        vars(self).update(state)
+
+    def update(self, ep_cost: float) -> float:
+        """One PID step from this epoch's mean episode cost J_c; returns the new lambda."""
+        if not math.isfinite(ep_cost):
+            raise FloatingPointError(f"non-finite episode cost {ep_cost} for the multiplier")
+        delta = ep_cost - self.cost_limit
+        self.i = min(self.cap, max(0.0, self.i + self.ki * delta))
+        self.p = self.delta_p_ema_alpha * self.p + (1.0 - self.delta_p_ema_alpha) * delta
+        self.cost_ema = self.delta_d_ema_alpha * self.cost_ema + (1.0 - self.delta_d_ema_alpha) * ep_cost
+        self.d = max(0.0, self.cost_ema - self.cost_ema_history[0])
+        self.value = min(self.cap, max(0.0, self.kp * self.p + self.i + self.kd * self.d))
+        self.cost_ema_history.append(self.cost_ema)
+        return self.value
 
 
-def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, std)
-    nn.init.constant_(layer.bias, bias_const)
-    return layer
+def joint_advantage(reward_adv: torch.Tensor, cost_adv: torch.Tensor, lambda_cost: float, use_cost: bool = True) -> torch.Tensor:
+    """A~joint = A~r - lambda_cost * A~c with each stream z-scored over the batch (eq. 6);
+    without the cost term (--no-joint-advantage) it is A~r alone."""
+    reward_z = zscore(reward_adv)
+    return reward_z - lambda_cost * zscore(cost_adv) if use_cost else reward_z
 
 
-def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
-    layers, last = [], in_dim
-    for h in hidden_sizes:
-        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
-        last = h
-    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
-    return nn.Sequential(*layers)
-
-
-class Actor(nn.Module):
-    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
-        super().__init__()
-        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
-        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
-
-    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
-
-    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
-        mean, log_std = self(norm_obs)
-        return torch.distributions.Normal(mean, log_std.exp())
+def zscore(x: torch.Tensor) -> torch.Tensor:
+    """Batch z-scoring of an advantage stream (eq. 6) with the standard deviation floored at
+    ADV_STD_FLOOR (the sigma_min of the paper's joint-advantage lemma, appendix A). Without the
+    floor a batch with almost no cost would have its cost advantage, by then mostly critic noise of
+    std ~1e-3, blown up to unit variance and weighted like a real signal. The floor is in per-step
+    units: the paper tasks' cost is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std
+    of about 0.2, so only a stream with next to no signal is left unscaled."""
+    return (x - x.mean()) / x.std().clamp_min(ADV_STD_FLOOR)
 
 
 # ----------------------------------------------------------------------------------------------
-# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics
 # ----------------------------------------------------------------------------------------------
 def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
                 episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -582,356 +535,6 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
-
-
-# ----------------------------------------------------------------------------------------------
-# sTRPO pieces: PID multiplier, exclusion gradient, the safe trust-region step
-# ----------------------------------------------------------------------------------------------
-class PIDLagrangian:
-    """The PID Lagrange multiplier of Stooke, Achiam, Abbeel (2020, algorithm 2), updated once per epoch
-    from the epoch's mean episode cost J_c, with error e = J_c - d:
-        I <- clip(I + K_I e, 0, cap);   P <- EMA(e);   D = max(0, EMA(J_c) - EMA(J_c) `d_delay` updates ago)
-        lambda = min(cap, max(0, K_P P + I + K_D D))
-    Details as OmniSafe's PIDLagrangian (common/pid_lagrange.py): P and D smoothed by EMAs with factors of
-    their own, only a rising cost feeds D, the output capped. One difference: the integral is also kept
-    below the cap (anti-windup; Stooke et al. and OmniSafe only floor it at 0), so that after a long
-    violation lambda comes down within epochs once the cost falls, not after as many epochs as it rose.
-    The terms of the last update are kept in `p`, `i`, `d` for logging."""
-
-    def __init__(self, cost_limit: float, kp: float, ki: float, kd: float, d_delay: int,
-                 delta_p_ema_alpha: float, delta_d_ema_alpha: float, cap: float):
-        self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
-        self.delta_p_ema_alpha, self.delta_d_ema_alpha, self.cap = delta_p_ema_alpha, delta_d_ema_alpha, cap
-        self.p = 0.0  # EMA of delta = J_c - d
-        self.i = 0.0  # integral of K_I * delta, kept in [0, cap] (anti-windup)
-        self.d = 0.0  # max(0, rise of the smoothed cost over d_delay epochs)
-        self.cost_ema = 0.0
-        # smoothed costs of the last d_delay updates; the oldest one is the derivative's reference
-        self.cost_ema_history: deque[float] = deque([0.0], maxlen=d_delay)
-        self.value = 0.0
-
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict) -> None:
-        if set(state) != set(vars(self)):
-            raise ValueError(f"PIDLagrangian state has keys {sorted(state)}, expected {sorted(vars(self))}")
-        vars(self).update(state)
-
-    def update(self, ep_cost: float) -> float:
-        """One PID step from this epoch's mean episode cost J_c; returns the new lambda."""
-        if not math.isfinite(ep_cost):
-            raise FloatingPointError(f"non-finite episode cost {ep_cost} for the multiplier")
-        delta = ep_cost - self.cost_limit
-        self.i = min(self.cap, max(0.0, self.i + self.ki * delta))
-        self.p = self.delta_p_ema_alpha * self.p + (1.0 - self.delta_p_ema_alpha) * delta
-        self.cost_ema = self.delta_d_ema_alpha * self.cost_ema + (1.0 - self.delta_d_ema_alpha) * ep_cost
-        self.d = max(0.0, self.cost_ema - self.cost_ema_history[0])
-        self.value = min(self.cap, max(0.0, self.kp * self.p + self.i + self.kd * self.d))
-        self.cost_ema_history.append(self.cost_ema)
-        return self.value
-
-
-def zscore(x: torch.Tensor) -> torch.Tensor:
-    """Batch z-scoring of an advantage stream (eq. 6) with the standard deviation floored at
-    ADV_STD_FLOOR (the sigma_min of the paper's joint-advantage lemma, appendix A). Without the
-    floor a batch with almost no cost would have its cost advantage, by then mostly critic noise of
-    std ~1e-3, blown up to unit variance and weighted like a real signal. The floor is in per-step
-    units: the paper tasks' cost is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std
-    of about 0.2, so only a stream with next to no signal is left unscaled."""
-    return (x - x.mean()) / x.std().clamp_min(ADV_STD_FLOOR)
-
-
-def joint_advantage(reward_adv: torch.Tensor, cost_adv: torch.Tensor, lambda_cost: float, use_cost: bool = True) -> torch.Tensor:
-    """A~joint = A~r - lambda_cost * A~c with each stream z-scored over the batch (eq. 6);
-    without the cost term (--no-joint-advantage) it is A~r alone."""
-    reward_z = zscore(reward_adv)
-    return reward_z - lambda_cost * zscore(cost_adv) if use_cost else reward_z
-
-
-def exclusion_gradient(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, unsafe_mean: torch.Tensor,
-                       unsafe_log_std: torch.Tensor, mode: str) -> torch.Tensor:
-    """phi of eq. (7): the gradient at theta_k of mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)).
-    exact:      autograd of the closed-form Gaussian KL on the batch states.
-    importance: -mean[(pi_unsafe(a|s) / pi_k(a|s)) grad log pi_theta(a|s)] over the batch (s, a),
-                since grad KL(pi_u || pi_theta) = -E_{a~pi_u}[grad log pi_theta(a|s)]."""
-    params = list(actor.parameters())
-    if mode == "exact":
-        mean, log_std = actor(norm_obs)
-        objective = gaussian_kl(unsafe_mean, unsafe_log_std, mean, log_std).mean()
-    else:
-        dist = actor.distribution(norm_obs)
-        logp = dist.log_prob(actions).sum(-1)
-        unsafe_logp = torch.distributions.Normal(unsafe_mean, unsafe_log_std.exp()).log_prob(actions).sum(-1)
-        weights = torch.exp(unsafe_logp - logp.detach())
-        objective = -(weights * logp).mean()
-    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(objective, params)])
-
-
-def solve_exclusion_qcqp(q: float, r: float, s: float, b: float, delta1: float) -> tuple[str, float, float]:
-    """The step of eq. (8),  max_x g^T x  s.t.  1/2 x^T H x <= delta1,  phi^T x >= b,  in closed form.
-    Takes q = g^T H^-1 g, r = g^T H^-1 phi, s = phi^T H^-1 phi; returns (case, a_g, a_phi) with the
-    optimum x* = a_g H^-1 g + a_phi H^-1 phi, i.e. a_g = 1/lambda1*, a_phi = lambda2*/lambda1*.
-
-    Derivation (KKT of the convex QCQP; it is CPO's dual with the cost gradient replaced by -phi and
-    the constraint value by b). Stationarity g - lambda1 H x + lambda2 phi = 0 gives
-    x = H^-1 (g + lambda2 phi) / lambda1. Then
-      infeasible  the largest phi^T x in the KL ball is sqrt(2 delta1 s) (along H^-1 phi); if b
-                  reaches it, no x keeps both constraints.
-      inactive    lambda2* = 0: the plain TRPO step sqrt(2 delta1 / q) H^-1 g, when it already keeps
-                  the exclusion constraint, r sqrt(2 delta1 / q) >= b.
-      active      both constraints tight. phi^T x = (r + lambda2 s) / lambda1 = b gives
-                  lambda2 = (lambda1 b - r) / s; putting it into x^T H x = (q + 2 lambda2 r +
-                  lambda2^2 s) / lambda1^2 = 2 delta1 gives (q s - r^2 + lambda1^2 b^2) / s =
-                  2 delta1 lambda1^2, so lambda1* = sqrt((q s - r^2) / (2 delta1 s - b^2)).
-                  lambda2* >= 0 holds exactly when the inactive test failed.
-    Degenerate inputs: phi = 0 (s = 0) is infeasible for b > 0 and inactive otherwise; g = 0 or
-    g antiparallel to phi (q s = r^2) leaves the KL ball slack: the smallest step onto the plane,
-    x = (b / s) H^-1 phi, is returned. tests/test_strpo.py checks this against an independent
-    geometric solve on random instances of every case."""
-    if s <= QCQP_EPS:
-        return ("infeasible", 0.0, 0.0) if b > 0 else ("inactive", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0)
-    if b > 0 and b * b >= 2 * delta1 * s:
-        return "infeasible", 0.0, 0.0
-    if q > QCQP_EPS and r * math.sqrt(2 * delta1 / q) >= b:
-        return "inactive", math.sqrt(2 * delta1 / q), 0.0
-    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:
-        return "active", 0.0, b / s
-    lambda1 = math.sqrt((q * s - r * r) / (2 * delta1 * s - b * b))
-    lambda2 = max(0.0, (lambda1 * b - r) / s)
-    return "active", 1.0 / lambda1, lambda2 / lambda1
-
-
-def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, joint_adv: torch.Tensor,
-               unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor], *,
-               delta1: float, delta2: float = 1e-4, exclusion: bool = True,
-               exclusion_target: str = "step", epsilon_excl: float = 1.0,
-               lambda2_mode: str = "kkt", lambda2: float = 1.0, fallback: str = "exclusion",
-               exclusion_grad: str = "exact", cg_iters: int = 15, cg_damping: float = 0.1,
-               fisher_subsample: int = 4, backtrack_iters: int = 15, backtrack_coeff: float = 0.8) -> tuple[torch.Tensor, dict]:
-    """One sTRPO update (eq. 7-10) from theta_k. unsafe_mean/unsafe_log_std: pi_unsafe's outputs on
-    the batch states (None only with exclusion=False). Returns the new flat parameters and the
-    diagnostics that make Theorem 1 observable (measured KL(pi_k || pi_new), linear and measured
-    exclusion margins). The actor's parameters are left at theta_k; the caller sets the new ones.
-
-    delta1: KL radius. The required exclusion margin b is delta2 (exclusion_target "step", eq. 8) or
-    epsilon_excl - KL(pi_unsafe || pi_k) ("absolute", the set F_k). lambda2_mode "kkt" takes the exact
-    optimum of eq. 8 (solve_exclusion_qcqp); "fixed" the direction H^-1 (g + lambda2 phi) scaled to
-    the KL ball (eq. 9, appendix C.3). fallback: what happens when eq. 8 is infeasible or no step
-    passes the line search (see Args). exclusion=False: TRPO on the joint advantage."""
-
-    def kl_to_unsafe(mean: torch.Tensor, log_std: torch.Tensor) -> float:
-        if unsafe_mean is None:
-            return float("nan")
-        return float(gaussian_kl(unsafe_mean, unsafe_log_std, mean, log_std).mean())
-
-    theta_k = get_flat_params(actor)
-    with torch.no_grad():
-        old_mean, old_log_std = actor(norm_obs)
-        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
-        kl_unsafe_before = kl_to_unsafe(old_mean, old_log_std)
-
-    def surrogate() -> torch.Tensor:  # the joint surrogate of eq. (5)
-        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
-        return (torch.exp(logp - old_logp) * joint_adv).mean()
-
-    def evaluate(theta: torch.Tensor) -> tuple[float, float, float]:
-        """measured mean KL(pi_k || pi_theta), joint surrogate, measured KL(pi_unsafe || pi_theta) change"""
-        set_flat_params(actor, theta)
-        with torch.no_grad():
-            mean, log_std = actor(norm_obs)
-            kl = float(gaussian_kl(old_mean, old_log_std, mean, log_std).mean())
-            return kl, float(surrogate()), kl_to_unsafe(mean, log_std) - kl_unsafe_before
-
-    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
-
-    def Hvp(v: torch.Tensor) -> torch.Tensor:
-        return fisher_vector_product(actor, fisher_obs, v, cg_damping)
-
-    # eq. (7): g, phi; H only through H v
-    surr_old = surrogate()
-    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, list(actor.parameters()))])
-    surr_old = surr_old.item()
-    if exclusion and unsafe_mean is None:
-        raise ValueError("the exclusion step needs pi_unsafe's outputs")
-    phi = (exclusion_gradient(actor, norm_obs, actions, unsafe_mean, unsafe_log_std, exclusion_grad)
-           if exclusion else torch.zeros_like(g))
-    if not (torch.isfinite(g).all() and torch.isfinite(phi).all()):
-        raise FloatingPointError("non-finite gradient g or exclusion gradient phi")
-
-    # eq. (9): H^-1 g and H^-1 phi from two CG solves, and q, r, s from one consistent estimate: the
-    # true gradients against the CG solutions, q = g^T x_g, r = phi^T x_g, s = phi^T x_phi. Then the
-    # solved step's linear margin phi^T x is exactly the one aimed at (with the quadratic forms of the
-    # CG solutions in H instead, CG's residual in phi, ~0.5% on Hopper, shifted phi^T x by ~1e-3,
-    # ten times delta2); its KL is delta1 up to CG error, which the measured-KL line search absorbs.
-    # Without the exclusion constraint the step length is TRPO's, sqrt(2 delta1 / x_g^T H x_g).
-    x_g, res_g = conjugate_gradient(Hvp, g, cg_iters)
-    x_phi, res_phi = conjugate_gradient(Hvp, phi, cg_iters) if exclusion else (torch.zeros_like(g), 0.0)
-    q = float(g @ x_g) if exclusion else float(x_g @ Hvp(x_g))
-    r, s = float(phi @ x_g), float(phi @ x_phi)
-    b = (delta2 if exclusion_target == "step" else epsilon_excl - kl_unsafe_before) if exclusion else -math.inf
-    max_margin = math.sqrt(2 * delta1 * max(s, 0.0))  # the largest phi^T x in the KL ball (along H^-1 phi)
-
-    # the step before the line search: eq. (8)'s optimum (kkt), eq. (9) with a fixed weight, or TRPO
-    b_aim = b
-    if not exclusion:
-        case, a_g, a_phi = "no_exclusion", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0
-    elif lambda2_mode == "kkt":
-        b_aim = b + abs(b) * (MARGIN_AIM - 1)
-        case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b_aim, delta1)
-    else:
-        gHg = q + 2 * lambda2 * r + lambda2**2 * s
-        alpha = math.sqrt(2 * delta1 / max(gHg, QCQP_EPS))
-        case, a_g, a_phi = "fixed", alpha, alpha * lambda2
-    full_step = a_g * x_g + a_phi * x_phi
-    predicted_margin, predicted_gain = float(phi @ full_step), float(g @ full_step)  # linear model of eq. 8
-    if not torch.isfinite(full_step).all():
-        raise FloatingPointError("non-finite search direction")
-
-    # line search on measured quantities: KL(pi_k || pi) <= delta1; KL(pi_unsafe || pi) up by at least
-    # MARGIN_FRACTION of b; surrogate improved where the exclusion constraint is inactive (TRPO, and
-    # CPO's feasible case), within SURROGATE_SLACK of its linear prediction where it is active.
-    # If no backtrack passes, the aimed margin is raised toward the largest one the ball allows and
-    # the QCQP solved again (eq. 9's "adjust lambda2 by line search until the exclusion constraint
-    # holds", driven by the measured KL): the curvature of KL(pi_unsafe || pi) can outweigh a margin
-    # as small as delta2, and a larger linear margin overcomes it with the least loss of surrogate.
-    required = MARGIN_FRACTION * b if b > 0 else b
-    accepted, backtracks, theta_new, fallback_taken = False, 0, theta_k, ""
-    aims = [b_aim] if not exclusion or lambda2_mode != "kkt" else \
-        [b_aim] + [b_aim + (max_margin - b_aim) * f for f in MARGIN_SEARCH if b_aim < max_margin]
-    aim_used, step_case, step, ag, ap = b_aim, case, full_step, a_g, a_phi
-    for aim in aims:
-        if aim != b_aim:
-            step_case, ag, ap = solve_exclusion_qcqp(q, r, s, aim, delta1)
-            step = ag * x_g + ap * x_phi
-        if step_case == "infeasible":
-            continue
-        gain = float(g @ step)
-        for j in range(backtrack_iters):
-            frac = backtrack_coeff**j
-            kl, surr, excl = evaluate(theta_k + frac * step)
-            if step_case == "active":
-                surr_ok = surr - surr_old >= frac * gain - SURROGATE_SLACK * abs(frac * gain)
-            else:
-                surr_ok = surr > surr_old
-            excl_ok = not exclusion or excl >= required
-            if math.isfinite(kl) and math.isfinite(surr) and kl <= delta1 and surr_ok and excl_ok:
-                accepted, backtracks, theta_new, aim_used = True, j, theta_k + frac * step, aim
-                a_g, a_phi = ag, ap  # the accepted step's coefficients (lambda2_used below)
-                break
-        else:
-            backtracks = backtrack_iters
-        if accepted:
-            break
-
-    lambda2_used = a_phi / a_g if a_g > 0 else (math.inf if a_phi > 0 else 0.0)
-    if not accepted and exclusion and fallback != "none":
-        fallback_taken = fallback
-        if fallback == "reverse":  # eq. (10) read literally: theta_k - alpha G, KL line search only
-            fb_step = -full_step
-            if case == "infeasible":  # no step was built: G = H^-1 (g + lambda2 phi) with the fixed weight
-                direction = x_g + lambda2 * x_phi
-                fb_step = -math.sqrt(2 * delta1 / max(q + 2 * lambda2 * r + lambda2**2 * s, QCQP_EPS)) * direction
-        else:  # the recovery step: the maximiser of phi^T x in the KL ball; KL to pi_unsafe must not fall
-            fb_step = math.sqrt(2 * delta1 / max(s, QCQP_EPS)) * x_phi
-        for j in range(backtrack_iters):
-            kl, _, excl = evaluate(theta_k + backtrack_coeff**j * fb_step)
-            if math.isfinite(kl) and kl <= delta1 and (fallback == "reverse" or excl >= 0):
-                theta_new = theta_k + backtrack_coeff**j * fb_step
-                break
-        else:
-            fallback_taken = f"{fallback}_rejected"
-    elif not accepted:
-        fallback_taken = "none"
-
-    # diagnostics at the returned parameters; the actor is put back to theta_k
-    kl_new, surr_new, _ = evaluate(theta_new)
-    with torch.no_grad():
-        kl_unsafe_after = kl_to_unsafe(*actor(norm_obs))
-    set_flat_params(actor, theta_k)
-    if not torch.isfinite(theta_new).all():
-        raise FloatingPointError("non-finite parameters after the step")
-    return theta_new, {
-        "kl": kl_new, "excl_margin": float(phi @ (theta_new - theta_k)), "measured_excl_margin": kl_unsafe_after - kl_unsafe_before,
-        "required_excl_margin": b, "max_excl_margin": max_margin, "predicted_excl_margin": predicted_margin,
-        "kl_unsafe_before": kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after,
-        "qcqp_case": case, "excl_aim": aim_used, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
-        "q": q, "r": r, "s": s, "feasible": int(case != "infeasible"), "accepted": int(accepted),
-        "backtracks": backtracks, "fallback": fallback_taken, "surrogate_change": surr_new - surr_old,
-        "predicted_surrogate_change": predicted_gain,
-        "cg_residual_g": res_g, "cg_residual_phi": res_phi, "phi_norm": float(phi.norm()),
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
-# ----------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
-                    args: Args, global_step: int) -> None:
-    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
-    ckpt = {
-        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
-        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
-        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
-        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
-                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
-    corrupt or mismatched file. A different env id with matching dims only warns."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"error: checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
-    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
-        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
-                         f"this env has obs {obs_dim}, act {act_dim}")
-    if env_id is not None and ckpt["env_id"] != env_id:
-        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms, ckpt
-
-
-
-
-def load_unsafe_policy(args: Args, obs_dim: int, act_dim: int) -> tuple[Actor, RunningMeanStd, dict]:
-    """pi_unsafe with its own normaliser; a missing file or mismatched dims is a one-line error."""
-    check_unsafe_policy_exists(args)
-    unsafe_actor, unsafe_rms, meta = load_checkpoint(unsafe_policy_path(args), args.env_id, obs_dim, act_dim)
-    unsafe_actor.requires_grad_(False)
-    return unsafe_actor, unsafe_rms, meta
-
-
-def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
-    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
-    with torch.inference_mode():
-        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
-
-
 def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
                 targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
     """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
@@ -954,6 +557,95 @@ def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm
             loss_sums += losses.detach()
             steps += 1
     return (loss_sums / steps).tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+
+
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollout and environments
+# ----------------------------------------------------------------------------------------------
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+
+
+def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
+    with torch.inference_mode():
+        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
 
 
 class Rollout:
@@ -1035,44 +727,261 @@ class Rollout:
         return self.episode + (self.ep_len > 0)
 
 
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
+                    video_dir: Optional[Path] = None):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
+    With capture_video, env 0 records videos into video_dir."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
+    def thunk():
+        import gymnasium
+        import safety_gymnasium
+
+        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not (capture_video and idx == 0):
+            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
+        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
+        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
+        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
+        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
+        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
+
+    return thunk
+
+
+def seed_each_episode(env, idx: int):
+    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
+    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+    import gymnasium
+
+    class SeedEachEpisode(gymnasium.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            options = dict(options or {})
+            first_episodes = options.pop("episode", None)
+            if seed is not None:
+                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+            else:  # the vector env's autoreset: the next episode
+                self.episode += 1
+            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+            return self.env.reset(seed=episode_seed, options=options or None)
+
+    return SeedEachEpisode(env)
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
+
 # ----------------------------------------------------------------------------------------------
-# Resuming a run (--resume): the state at the end of an epoch, and clean stops
+# Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging
 # ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT_VERSION = 1
+RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
+RESUME_FORMAT_VERSION = 1
+VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    check_common_args(args)
+    require(args.no_exclusion or unsafe_policy_path(args).is_file(), f"no pi_unsafe at {unsafe_policy_path(args)}; train one with "
+            f"`python unsafe_cvar_trpo.py --env-id {args.env_id} --save-to {unsafe_policy_path(args)}` or pass --unsafe-policy-path")
+    require(args.delta1 > 0 and min(args.delta2, args.lambda2, args.epsilon_excl) >= 0,
+            f"need --delta1 > 0 and --delta2, --lambda2, --epsilon-excl >= 0 "
+            f"(got {args.delta1}, {args.delta2}, {args.lambda2}, {args.epsilon_excl})")
+    require(0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1 and 0 <= args.pid_ema < 1,
+            "need 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1, 0 <= --pid-ema < 1")
+    require(min(args.pid_kp, args.pid_ki, args.pid_kd, args.lambda_cost_max, args.cost_limit) >= 0,
+            "PID gains, --lambda-cost-max and --cost-limit must be non-negative")
+
+
+def check_common_args(args: Args) -> None:
+    """The checks every script shares, as one-line errors before anything is built: a renderer for
+    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
+    budget of at least one step per env and one epoch, positive hidden sizes."""
+    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
+        check_renderer()
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for f in fields(args):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
+        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
+    require(args.steps_per_epoch >= args.num_envs,
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    require(args.total_timesteps >= args.steps_per_epoch,
+            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
+
+
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def unsafe_policy_path(args: Args) -> Path:
+    """--unsafe-policy-path, or the shipped pi_unsafe of the task (next to this file, from any working folder)."""
+    return Path(args.unsafe_policy_path or Path(__file__).resolve().parent / "unsafe_policies" / f"{args.env_id}.pt")
+
+
+def check_renderer() -> None:
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def without_skybox(env):
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
+    import gymnasium
+    import mujoco
+    import safety_gymnasium.world as world
+
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
+    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
+
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+
+    class WithoutSkybox(gymnasium.Wrapper):
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
+            world.mujoco = MujocoWithoutSkybox()
+            try:
+                return self.env.reset(**kwargs)
+            finally:
+                world.mujoco = mujoco
+
+    return WithoutSkybox(env)
+
+
+def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
+    import wandb
+
+    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
+    if new:
+        logged.update(p.name for p in new)
+        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+
+
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
+    different env id with matching dimensions only warns)."""
+    path = Path(path)
+    require(path.is_file(), f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
+    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
+            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
+            f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """Write run_dir/resume.pt atomically (a kill during the write leaves the previous one): the
-    state_dict of every stateful object (actor, critics, optimisers, normaliser, multiplier), the
-    RNG states and the loop's counters. A non-finite network is refused: a NaN never reaches disk."""
+    """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
+    counters. A non-finite network is refused: a NaN never reaches disk."""
     states = {name: module.state_dict() for name, module in modules.items()}
     for name, module in modules.items():
         if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
             raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    path = run_dir / RESUME_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                **counters}, tmp)
-    os.replace(tmp, path)
+    atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                 **counters}, run_dir / RESUME_FILE)
 
 
 def load_resume(run_dir: str | Path) -> dict:
     """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
     path = Path(run_dir) / RESUME_FILE
-    if not path.is_file():
-        raise SystemExit(f"error: nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+    require(path.is_file(), f"nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
-    if not isinstance(state, dict) or state.get("resume_format") != RESUME_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} is not a resume checkpoint of this version of the repository; start the run again")
-    if state.get("script") != Path(__file__).name:
-        raise SystemExit(f"error: {path} belongs to a {state.get('script')} run; resume it with that script")
+    require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
+            f"{path} is not a resume checkpoint of this version of the repository; start the run again")
+    require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
     return state
 
 
 def restore_resume(state: dict, modules: dict) -> None:
     """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
-    (written by another version of the script) is a one-line error."""
+    (another version of the script) is a one-line error."""
     try:
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
@@ -1085,30 +994,50 @@ def restore_resume(state: dict, modules: dict) -> None:
 
 
 def resumed_args(cli: Args, state: dict) -> Args:
-    """The arguments the resumed run was started with; flags given with --resume that would change
-    them are ignored, with a warning (a run is one experiment)."""
+    """The arguments the run was started with; flags given with --resume that would change them are
+    ignored, with a warning (a run is one experiment)."""
     try:
         saved = Args(**{**state["args"], "resume": cli.resume})
     except TypeError as exc:
         raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
-    default = Args()
-    ignored = [f.name for f in fields(Args)
-               if getattr(cli, f.name) != getattr(default, f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+    ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
+               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
     if ignored:
-        print(f"warning: --resume continues with the run's saved arguments; ignored: "
-              f"{' '.join('--' + name.replace('_', '-') for name in ignored)}")
+        print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved
 
 
+def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
+    """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
+    folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
+    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json. --track starts or continues wandb."""
+    resume = load_resume(args.resume) if args.resume else None
+    if resume:
+        args = resumed_args(args, resume)
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
+            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+            return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
+    validate_args(args)
+    run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
+                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    return args, resume, run_dir
+
+
 def open_progress(path: Path, keep_rows: int):
-    """progress.csv, opened for this run's rows: a new run starts it; a resumed run keeps the rows of
-    the epochs its checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
+    """progress.csv for this run's rows: a new run starts it; a resumed run keeps the rows of the epochs its
+    checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
     if keep_rows == 0:
         return open(path, "w", newline=""), None
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if len(rows) < keep_rows + 1:
-        raise SystemExit(f"error: {path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
+    require(len(rows) >= keep_rows + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows[:keep_rows + 1])
@@ -1118,40 +1047,32 @@ def open_progress(path: Path, keep_rows: int):
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit; a second signal
-    stops at once (the previous epoch's checkpoint stays). Async env workers ignore both signals."""
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit with the --resume command
+    (`exit`); a second signal stops at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
 
     def __init__(self):
-        self.signum = 0
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
 
     def handle(self, signum, frame) -> None:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)",
-              flush=True)
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)", flush=True)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def exit(self, run_dir: Path, csv_file, track: bool) -> None:
-        """End the run after the epoch's checkpoint, saying how to continue it."""
         csv_file.close()
         if track:
             import wandb
-
             wandb.finish()
         print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
         raise SystemExit(128 + self.signum)
 
 
-# ----------------------------------------------------------------------------------------------
-# Logging
-# ----------------------------------------------------------------------------------------------
 def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
     """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
     wandb's charts/ at step global_step; returns the csv writer."""
@@ -1173,32 +1094,11 @@ def clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
     """Train sTRPO, or continue a run with --resume; returns the run folder."""
-    resume = None
-    if args.resume:
-        resume = load_resume(args.resume)
-        args = resumed_args(args, resume)
-        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
-            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
-    validate_args(args)
-    if not args.no_exclusion:
-        check_unsafe_policy_exists(args)
-    if resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
-                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    args, resume, run_dir = start_run(args)
+    if run_dir is None:
+        return Path(args.resume)
 
     # seeding
     random.seed(args.seed)
@@ -1235,7 +1135,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     critic_opt = torch.optim.Adam([*reward_critic.parameters(), *cost_critic.parameters()], lr=args.critic_lr, fused=True)  # fused: 20% faster on CPU
     unsafe_actor = unsafe_rms = None
     if not args.no_exclusion or unsafe_policy_path(args).is_file():  # the ablation still logs KL to pi_unsafe
-        unsafe_actor, unsafe_rms, unsafe_meta = load_unsafe_policy(args, obs_dim, act_dim)
+        unsafe_actor, unsafe_rms, unsafe_meta = load_checkpoint(unsafe_policy_path(args), args.env_id, obs_dim, act_dim)
+        unsafe_actor.requires_grad_(False)
         print(f"pi_unsafe: {unsafe_policy_path(args)} ({unsafe_meta['algo']}, {unsafe_meta['global_step']} steps)")
     pid = PIDLagrangian(args.cost_limit, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_d_delay, args.pid_ema,
                         args.pid_ema, args.lambda_cost_max)
@@ -1290,13 +1191,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             with torch.no_grad():
                 unsafe_mean, unsafe_log_std = unsafe_actor(unsafe_rms.normalize(torch.as_tensor(roll.obs.reshape(-1, obs_dim))))
         try:
-            theta_new, diag = strpo_step(
-                actor, b_obs, b_act, joint_adv, unsafe_mean, unsafe_log_std, delta1=args.delta1, delta2=args.delta2,
-                exclusion=not args.no_exclusion, exclusion_target=args.exclusion_target, epsilon_excl=args.epsilon_excl,
-                lambda2_mode=args.lambda2_mode, lambda2=args.lambda2, fallback=args.fallback,
-                exclusion_grad=args.exclusion_grad, cg_iters=args.cg_iters, cg_damping=args.cg_damping,
-                fisher_subsample=args.fisher_subsample, backtrack_iters=args.backtrack_iters,
-                backtrack_coeff=args.backtrack_coeff)
+            theta_new, diag = strpo_step(actor, b_obs, b_act, joint_adv, unsafe_mean, unsafe_log_std, args)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --delta1 or another --seed")
         set_flat_params(actor, theta_new)

@@ -53,6 +53,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -185,6 +186,37 @@ def safety_env_ids() -> list[str]:
 
 def validate_args(args: Args) -> None:
     """One-line errors for bad input, raised before anything is built."""
+    check_common_args(args)
+    epochs = args.total_timesteps // (args.steps_per_epoch // args.num_envs * args.num_envs)
+    require(all(1 <= k <= epochs for k in args.save_policies_at),
+            f"--save-policies-at takes epochs between 1 and {epochs}, got {list(args.save_policies_at)}")
+    require(0.0 <= args.critic_lambda <= 1.0, f"--critic-lambda must lie in [0, 1], got {args.critic_lambda}")
+    require(0.0 < args.cvar_alpha <= 1.0, f"--cvar-alpha must lie in (0, 1], got {args.cvar_alpha}")
+    require(args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1,
+            "need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
+
+
+def check_renderer() -> None:
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def check_common_args(args: Args) -> None:
+    """The checks every script shares, as one-line errors before anything is built: a renderer for
+    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
+    budget of at least one step per env and one epoch, positive hidden sizes."""
     if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
         check_renderer()
     ids = safety_env_ids()
@@ -192,58 +224,26 @@ def validate_args(args: Args) -> None:
         close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
         raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "num_quantiles", "cg_iters",
-                 "critic_epochs", "critic_minibatch_size", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.steps_per_epoch < args.num_envs:
-        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    if args.total_timesteps < args.steps_per_epoch:
-        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    epochs = args.total_timesteps // (args.steps_per_epoch // args.num_envs * args.num_envs)
-    if any(not 1 <= k <= epochs for k in args.save_policies_at):
-        raise SystemExit(f"error: --save-policies-at takes epochs between 1 and {epochs}, got {list(args.save_policies_at)}")
-    if not 0.0 <= args.critic_lambda <= 1.0:
-        raise SystemExit(f"error: --critic-lambda must lie in [0, 1], got {args.critic_lambda}")
-    if not 0.0 < args.cvar_alpha <= 1.0:
-        raise SystemExit(f"error: --cvar-alpha must lie in (0, 1], got {args.cvar_alpha}")
-    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1):
-        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
-    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
-        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+    for f in fields(args):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
+        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
+    require(args.steps_per_epoch >= args.num_envs,
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    require(args.total_timesteps >= args.steps_per_epoch,
+            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
 
-def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
-    import torch._dynamo  # noqa: F401
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
 
 
 def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last
-    call (it writes a file when its episode ends, and the one being recorded when the envs close)."""
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
     import wandb
 
     new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
@@ -257,38 +257,23 @@ def is_navigation_task(env_id: str) -> bool:
 
 
 def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox.
-
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
-    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
-    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
-    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
-    velocity tasks (no world rebuild), are returned unchanged."""
-    import re
-
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
     import gymnasium
     import mujoco
     import safety_gymnasium.world as world
 
-    builder = env.unwrapped
-    if not hasattr(builder, "task") or builder.render_mode is not None or builder.task.observe_vision:
-        return env
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
 
-    class MujocoWithoutSkybox:
-        """safety_gymnasium.world's `mujoco` during a reset: models compile without the skybox."""
-
-        class MjModel:
-            @staticmethod
-            def from_xml_string(xml, *args, **kwargs):
-                return mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(mujoco, name)
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
 
     class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # swapped for this env's reset only: other envs of the process keep theirs
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
             world.mujoco = MujocoWithoutSkybox()
             try:
                 return self.env.reset(**kwargs)
@@ -303,47 +288,41 @@ def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: 
         import gymnasium
         import safety_gymnasium
 
-        class SeedEachEpisode(gymnasium.Wrapper):
-            """Episode k of env idx starts from a seed drawn from (reset seed, k), so every episode's start
-            is a function of the run's seed: a resumed run restarts its envs at the episode numbers
-            it saved (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
-
-            def reset(self, *, seed=None, options=None):
-                options = dict(options or {})
-                first_episodes = options.pop("episode", None)
-                if seed is not None:
-                    self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
-                else:  # the vector env's autoreset: the next episode
-                    self.episode += 1
-                episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
-                return self.env.reset(seed=episode_seed, options=options or None)
-
         if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not (capture_video and idx == 0):
-            return SeedEachEpisode(without_skybox(safety_gymnasium.make(env_id)))
-
-        # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
-        # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
-        # render_mode only adds rendering: observations and dynamics are unchanged (tested).
+            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
+        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
         camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
         env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
-
-        class KeepRendererOpen(gymnasium.Wrapper):
-            """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
-            renderer then draws black frames from its freed context: ignore that close (the
-            renderer goes with the process; closing frees nothing else here)."""
-
-            def close(self):
-                pass
-
-        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
-        # travels through info and comes back unchanged)
-        return SeedEachEpisode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)))
+        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
+        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
+        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
+        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
+        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
 
     return thunk
+
+
+def seed_each_episode(env, idx: int):
+    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
+    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+    import gymnasium
+
+    class SeedEachEpisode(gymnasium.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            options = dict(options or {})
+            first_episodes = options.pop("episode", None)
+            if seed is not None:
+                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+            else:  # the vector env's autoreset: the next episode
+                self.episode += 1
+            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+            return self.env.reset(seed=episode_seed, options=options or None)
+
+    return SeedEachEpisode(env)
 
 
 def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
@@ -589,14 +568,14 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
-def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, *, delta: float,
-              cg_iters: int = 15, cg_damping: float = 0.1, fisher_subsample: int = 4, backtrack_iters: int = 15,
-              backtrack_coeff: float = 0.8) -> dict:
+def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
     """One TRPO update of eq. (3) in place; returns its diagnostics. The actor is left unchanged
     when no backtracking step is acceptable. delta: the KL radius of eq. (3) (quadratic model and
     measured-KL line search); H = the Fisher matrix, damped by cg_damping, on every
     fisher_subsample-th state; x = H^-1 g by cg_iters conjugate-gradient iterations; backtracking
     over backtrack_coeff^j, j < backtrack_iters."""
+    delta, cg_iters, cg_damping, fisher_subsample, backtrack_iters, backtrack_coeff = (
+        args.target_kl, args.cg_iters, args.cg_damping, args.fisher_subsample, args.backtrack_iters, args.backtrack_coeff)
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
         old_dist = torch.distributions.Normal(old_mean, old_log_std.exp())
@@ -647,49 +626,47 @@ def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: 
 # ----------------------------------------------------------------------------------------------
 def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
                     args: Args, global_step: int) -> None:
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
     state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
-    ckpt = {
-        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
-        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
-        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
-        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
-    }
-    path = Path(path)
+    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
                     act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
-    corrupt or mismatched file. A different env id with matching dims only warns."""
+    """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
+    different env id with matching dimensions only warns)."""
     path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"error: checkpoint not found: {path}")
+    require(path.is_file(), f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
     keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
-        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
-                         f"this env has obs {obs_dim}, act {act_dim}")
+    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
+    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
+            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
+            f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
     if env_id is not None and ckpt["env_id"] != env_id:
         print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
+    actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
     try:
         actor.load_state_dict(ckpt["actor_state_dict"])
     except RuntimeError:
         raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
     obs_rms.load_state_dict(ckpt["obs_rms"])
     return actor, obs_rms, ckpt
 
@@ -833,40 +810,34 @@ class Rollout:
 # Resuming a run (--resume): the state at the end of an epoch, and clean stops
 # ----------------------------------------------------------------------------------------------
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """Write run_dir/resume.pt atomically (a kill during the write leaves the previous one): the
-    state_dict of every stateful object (actor, critics, optimisers, normaliser, multiplier), the
-    RNG states and the loop's counters. A non-finite network is refused: a NaN never reaches disk."""
+    """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
+    counters. A non-finite network is refused: a NaN never reaches disk."""
     states = {name: module.state_dict() for name, module in modules.items()}
     for name, module in modules.items():
         if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
             raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    path = run_dir / RESUME_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                **counters}, tmp)
-    os.replace(tmp, path)
+    atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                 **counters}, run_dir / RESUME_FILE)
 
 
 def load_resume(run_dir: str | Path) -> dict:
     """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
     path = Path(run_dir) / RESUME_FILE
-    if not path.is_file():
-        raise SystemExit(f"error: nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+    require(path.is_file(), f"nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
-    if not isinstance(state, dict) or state.get("resume_format") != RESUME_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} is not a resume checkpoint of this version of the repository; start the run again")
-    if state.get("script") != Path(__file__).name:
-        raise SystemExit(f"error: {path} belongs to a {state.get('script')} run; resume it with that script")
+    require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
+            f"{path} is not a resume checkpoint of this version of the repository; start the run again")
+    require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
     return state
 
 
 def restore_resume(state: dict, modules: dict) -> None:
     """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
-    (written by another version of the script) is a one-line error."""
+    (another version of the script) is a one-line error."""
     try:
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
@@ -879,30 +850,50 @@ def restore_resume(state: dict, modules: dict) -> None:
 
 
 def resumed_args(cli: Args, state: dict) -> Args:
-    """The arguments the resumed run was started with; flags given with --resume that would change
-    them are ignored, with a warning (a run is one experiment)."""
+    """The arguments the run was started with; flags given with --resume that would change them are
+    ignored, with a warning (a run is one experiment)."""
     try:
         saved = Args(**{**state["args"], "resume": cli.resume})
     except TypeError as exc:
         raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
-    default = Args()
-    ignored = [f.name for f in fields(Args)
-               if getattr(cli, f.name) != getattr(default, f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+    ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
+               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
     if ignored:
-        print(f"warning: --resume continues with the run's saved arguments; ignored: "
-              f"{' '.join('--' + name.replace('_', '-') for name in ignored)}")
+        print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved
 
 
+def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
+    """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
+    folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
+    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json. --track starts or continues wandb."""
+    resume = load_resume(args.resume) if args.resume else None
+    if resume:
+        args = resumed_args(args, resume)
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
+            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+            return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
+    validate_args(args)
+    run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
+                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    return args, resume, run_dir
+
+
 def open_progress(path: Path, keep_rows: int):
-    """progress.csv, opened for this run's rows: a new run starts it; a resumed run keeps the rows of
-    the epochs its checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
+    """progress.csv for this run's rows: a new run starts it; a resumed run keeps the rows of the epochs its
+    checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
     if keep_rows == 0:
         return open(path, "w", newline=""), None
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if len(rows) < keep_rows + 1:
-        raise SystemExit(f"error: {path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
+    require(len(rows) >= keep_rows + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows[:keep_rows + 1])
@@ -912,32 +903,27 @@ def open_progress(path: Path, keep_rows: int):
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit; a second signal
-    stops at once (the previous epoch's checkpoint stays). Async env workers ignore both signals."""
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit with the --resume command
+    (`exit`); a second signal stops at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
 
     def __init__(self):
-        self.signum = 0
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
 
     def handle(self, signum, frame) -> None:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)",
-              flush=True)
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)", flush=True)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def exit(self, run_dir: Path, csv_file, track: bool) -> None:
-        """End the run after the epoch's checkpoint, saying how to continue it."""
         csv_file.close()
         if track:
             import wandb
-
             wandb.finish()
         print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
         raise SystemExit(128 + self.signum)
@@ -973,25 +959,9 @@ def clock(seconds: float) -> str:
 # ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
     """Train pi_unsafe, or continue a run with --resume; returns the run folder."""
-    resume = None
-    if args.resume:
-        resume = load_resume(args.resume)
-        args = resumed_args(args, resume)
-        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
-            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
-    validate_args(args)
-    if resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
-                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    args, resume, run_dir = start_run(args)
+    if run_dir is None:
+        return Path(args.resume)
 
     # seeding
     random.seed(args.seed)
@@ -1093,9 +1063,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
         # ---------------- policy: TRPO step that maximises cost (eq. 3) ----------------
         try:
-            diag = trpo_step(actor, b_obs, b_act, adv, delta=args.target_kl, cg_iters=args.cg_iters,
-                             cg_damping=args.cg_damping, fisher_subsample=args.fisher_subsample,
-                             backtrack_iters=args.backtrack_iters, backtrack_coeff=args.backtrack_coeff)
+            diag = trpo_step(actor, b_obs, b_act, adv, args)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
 

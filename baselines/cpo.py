@@ -1,85 +1,25 @@
 """CPO: Constrained Policy Optimization (Achiam, Held, Tamar, Abbeel, ICML 2017).
 
 One CPO update per epoch. With g = grad of the reward surrogate, b = grad of the cost surrogate,
-H = Fisher (Hessian of the mean KL) and c the constraint value at theta_k, the step s = theta - theta_k
-solves the paper's QCQP (eq. 10/11):
+H = Fisher (Hessian of the mean KL) and c the constraint value at theta_k:
 
-    max_s  g^T s      s.t.   1/2 s^T H s <= delta,    b^T s + c <= 0
+1. reward and cost GAE (two critics); c = (J_c - d) / T, the episodic gap in the per-step unit
+   of the cost surrogate (T = mean episode length)
+2. the step s = theta - theta_k solves the paper's QCQP (eq. 10/11)
+       max_s  g^T s      s.t.   1/2 s^T H s <= delta,    b^T s + c <= 0
+   through its dual (appendix 10.2): s* = (1/lambda*) H^-1 (g - nu* b) (eq. 12), every case of
+   the appendix in cpo_step_direction, infeasible included (the recovery step -sqrt(2 delta / s) H^-1 b)
+3. backtracking line search on theta_k + 0.8^j s* (section 6.1): measured mean KL <= delta, a
+   cost-surrogate increase no larger than max(-c, 0), and (cases 2-4) an improved reward
+   surrogate; none passes: theta_k is kept
+4. critics regressed on their GAE returns.
 
-through its dual (appendix 10.2, with q = g^T H^-1 g, r = g^T H^-1 b, s_ = b^T H^-1 b):
-
-    max_{lambda >= 0, nu >= 0}  -1/(2 lambda) (q - 2 nu r + nu^2 s_) + nu c - lambda delta
-    s* = (1/lambda*) H^-1 (g - nu* b)                                                    (eq. 12)
-
-`cpo_step_direction` handles every case of the appendix (numbered as in OmniSafe/SafePO):
-  3/4  the constraint cannot bind inside the trust region (c < 0 and c^2/s_ >= 2 delta), or b ~ 0:
-       pure TRPO step sqrt(2 delta / q) H^-1 g.
-  1/2  the constraint plane cuts the trust region (c >= 0 resp. c < 0, and c^2/s_ < 2 delta): the
-       closed form of the two-multiplier dual. With A = q - r^2/s_ and B = 2 delta - c^2/s_,
-       lambda_a = sqrt(A/B) maximises f_a(lambda) = -1/2 (A/lambda + B lambda) + r c / s_ on the
-       interval where nu* > 0 (lambda c + r > 0), lambda_b = sqrt(q / (2 delta)) maximises
-       f_b(lambda) = -1/2 (q/lambda + 2 delta lambda) on the interval where nu* = 0; each is
-       projected onto its interval and the one with the larger dual value wins;
-       nu* = (lambda* c + r)_+ / s_.
-       When B = 0 exactly (c > 0, c^2/s_ = 2 delta) the plane touches the trust region in one
-       point, -(c/s_) H^-1 b, which is returned (the limit lambda*, nu* -> inf of the closed form).
-  0    infeasible (c > 0 and c^2/s_ > 2 delta: no point of the trust region satisfies the
-       linearised constraint): recovery step that only reduces cost,
-       s = -sqrt(2 delta / s_) H^-1 b.
-Sign note: here g is the *ascent* gradient of the reward surrogate and r = g^T H^-1 b, so
-nu* = (lambda* c + r)_+ / s_ and the f_a constant is +r c / s_. The paper's appendix (and Achiam's
-reference code, which works with the gradient of a loss) write (lambda* c - r)_+ and -r c / s_ for
-the same thing with the opposite sign of r. tests/test_cpo.py checks this function against an
-independent solve of the QCQP and its KKT conditions on random instances of every case.
-
-Then a backtracking line search (paper section 6.1, as in OmniSafe/SafePO) on theta_k + 0.8^j s*:
-accept the first point with measured mean KL(pi_k || pi_theta) <= delta, a cost-surrogate increase
-no larger than max(-c, 0), and, in cases 2-4 only, an improved reward surrogate. Cases 0 and 1
-skip the reward check, as Achiam's reference code (jachiam/cpo, whose feasible and infeasible
-recoveries only check KL and the constraint) and OmniSafe's `_cpo_search_step` (reward checked
-only for optim_case > 1) do: there the cost is over the limit, and the exact CPO step may have to
-trade reward for cost (b^T s <= -c < 0 can force g^T s < 0); demanding a reward improvement would
-reject every backtrack and leave the policy where it is exactly when it is most over the limit.
-If none of the backtracking points passes, theta_k is kept.
-
-Scaling of the cost surrogate (the paper is silent; OmniSafe/SafePO mix units): the cost surrogate
-is L_c(theta) = mean_t[ratio_t * A^c_t] with A^c the cost GAE, centred but not rescaled (so
-L_c(theta_k) = 0). By the performance-difference lemma it estimates the change of the per-step
-cost rate of the policy, so the episodic gap J_c - d (J_c = mean cost of the epoch's finished
-episodes, d = --cost-limit) is put in the same unit by dividing it by the mean episode length T:
-c = (J_c - d) / T. This is Achiam's reference code in other units: it keeps c = J_c - d and
-multiplies the cost surrogate by the mean path length (jachiam/cpo, sampler_safe.py
-`safety_rescale`, explained in policy_gradient_safe.py). OmniSafe 0.5.0 uses c = J_c - d with the
-per-step surrogate, T times too large, so that c^2/s >> 2 delta nearly always and its CPO only
-alternates between case 3 (TRPO) and case 0 (recovery); docs/algorithms/cpo.md measures both.
-The cost advantage uses gamma 0.99 and GAE lambda 0.95 (OmniSafe, SafePO). Achiam's code uses an
-undiscounted cost advantage with lambda 1 (safety_discount=1, safety_gae_lambda=1 in its CPO
-experiment, 15-step Gather episodes), which makes T * L_c an unbiased estimate of the change of
-the undiscounted episode cost; --cost-gamma 1 --cost-gae-lambda 1 select it. On Hopper's
-1000-step episodes it was measured worse (docs/algorithms/cpo.md: the cost critic's median loss
-rose from 3.8 to 346, the cost steps stopped lowering the cost, which ended near 50, twice the
-limit). The reward
-advantage is standardised (its scale only changes lambda*).
-If no episode finished in an epoch, the previous epoch's J_c and T are kept (logged as such);
-before the first finished episode, J_c is the epoch's cost per step times the env's episode
-length.
-
-Defaults: CG 15 iterations, damping 0.1, target KL 0.01, 15 backtracks with decay 0.8 (OmniSafe,
-SafePO); gamma 0.99 and GAE lambda 0.95 for reward and cost (OmniSafe, SafePO); initial policy
-std 1 (Achiam's code: rllab GaussianMLPPolicy init_std=1.0; OmniSafe: log_std zeros; measured in
-docs/algorithms/cpo.md); 64x64 tanh
-(paper's 64x32 -> SPEC's repo-wide 64x64); 15,000 steps per epoch (the sTRPO paper's protocol,
-section 5.2); Fisher-vector products on every 4th state of the batch (--fisher-subsample, as strpo.py).
-- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
+The sign conventions, the scaling of c, the cost discount and the defaults, with the measurements
+behind them: docs/algorithms/cpo.md.
 
 Usage:
     python baselines/cpo.py --env-id SafetyCarCircle1-v0
-    python baselines/cpo.py --env-id SafetyHopperVelocity-v1 --cost-limit 25
-
-progress.csv columns beyond the common ones: jc_used and c (the constraint value fed to the
-QCQP), cpo_case (0 recovery, 1/2 both multipliers, 3/4 TRPO step), lambda_star, nu_star, q, r,
-s (the dual's scalars), kl (measured, accepted step), backtracks, accepted, surrogate_improvement,
-cost_surrogate_change, step_norm, cg_residual_g/b, value losses.
+    python baselines/cpo.py --env-id SafetyHopperVelocity-v1 --target-kl 0.01 --seed 2
 """
 from __future__ import annotations
 
@@ -90,6 +30,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -112,18 +53,6 @@ except ImportError:
     pass
 if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
     import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
-
-CHECKPOINT_FORMAT_VERSION = 1
-RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
-RESUME_FORMAT_VERSION = 1
-OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = 0.0  # initial policy std 1, as Achiam's code (rllab GaussianMLPPolicy init_std=1.0) and OmniSafe
-NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
-VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
-VIDEO_SIZE = 256  # width and height in pixels of recorded frames
-TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-S_MIN = 1e-12  # b^T H^-1 b below this: the cost gradient vanishes, the constraint has no direction
-LAMBDA_MIN = 1e-8  # floor of lambda* so that 1/lambda* stays finite on a degenerate instance
 
 
 @dataclass
@@ -196,192 +125,248 @@ class Args:
     """hidden layer sizes of actor and critics (tanh)"""
 
 
-# ----------------------------------------------------------------------------------------------
-# Argument checks and environments
-# ----------------------------------------------------------------------------------------------
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+S_MIN = 1e-12  # b^T H^-1 b below this: the cost gradient vanishes, the constraint has no direction
+LAMBDA_MIN = 1e-8  # floor of lambda* so that 1/lambda* stays finite on a degenerate instance
 
 
-def validate_args(args: Args) -> None:
-    """One-line errors for bad input, raised before anything is built."""
-    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
-        check_renderer()
-    ids = safety_env_ids()
-    if args.env_id not in ids:
-        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
-        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "cg_iters", "backtrack_iters",
-                 "critic_epochs", "critic_minibatch_size", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.steps_per_epoch < args.num_envs:
-        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    if args.total_timesteps < args.steps_per_epoch:
-        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    if args.cost_limit < 0:
-        raise SystemExit(f"error: --cost-limit must be non-negative, got {args.cost_limit}")
-    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1):
-        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
-    if not (0 < args.cost_gamma <= 1 and 0 <= args.cost_gae_lambda <= 1):
-        raise SystemExit("error: need 0 < --cost-gamma <= 1 and 0 <= --cost-gae-lambda <= 1")
-    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
-        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+def cpo_step_direction(g: torch.Tensor, b: torch.Tensor, c: float, delta: float, Hinv_g: torch.Tensor,
+                       Hinv_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Solve  max_s g^T s  s.t. 1/2 s^T H s <= delta, b^T s + c <= 0  given H^-1 g and H^-1 b.
+
+    Pure function of its inputs (H enters only through H^-1 g and H^-1 b). Returns the step s*
+    and {case, lambda_star, nu_star, q, r, s}; cases as in the module docstring."""
+    c = float(c)
+    q, r, s = float(g @ Hinv_g), float(g @ Hinv_b), float(b @ Hinv_b)
+    info = {"q": q, "r": r, "s": s}
+    if s <= S_MIN or (c < 0 and c * c / s - 2 * delta >= 0):
+        # Case 4 (b ~ 0) or 3 (the whole trust region is feasible): the constraint cannot bind,
+        # the solution is the TRPO step with lambda* = sqrt(q / 2 delta), nu* = 0.
+        case = 4 if s <= S_MIN else 3
+        lam = math.sqrt(max(q, 0.0) / (2 * delta))
+        return Hinv_g / max(lam, LAMBDA_MIN), {**info, "case": case, "lambda_star": lam, "nu_star": 0.0}
+    if c > 0 and c * c / s - 2 * delta > 0:
+        # Case 0: even the most cost-reducing point of the trust region, -sqrt(2 delta / s) H^-1 b,
+        # leaves b^T s + c > 0 (its value is c - sqrt(2 delta s)). Recovery: take that point.
+        return -math.sqrt(2 * delta / s) * Hinv_b, {**info, "case": 0, "lambda_star": 0.0, "nu_star": 0.0}
+    if c > 0 and c * c / s - 2 * delta == 0:
+        # Case 1 with B = 2 delta - c^2/s = 0: the constraint plane touches the trust region in a
+        # single point, -sqrt(2 delta / s) H^-1 b = -(c / s) H^-1 b, which is then the solution (the
+        # limit lambda*, nu* -> inf of eq. 12; the closed form below would divide by B = 0).
+        return -(c / s) * Hinv_b, {**info, "case": 1, "lambda_star": math.inf, "nu_star": math.inf}
+
+    # Cases 1 (c >= 0) and 2 (c < 0): the linearised constraint plane cuts the trust region.
+    # For fixed lambda the dual is a concave quadratic in nu with maximiser (lambda c + r) / s,
+    # so nu* > 0 exactly on Lambda_a = {lambda >= 0: lambda c + r > 0}, and nu* = 0 on
+    # Lambda_b = {lambda >= 0: lambda c + r <= 0}. Substituting nu* gives f_a on Lambda_a and
+    # f_b on Lambda_b (paper, appendix 10.2); both are concave in lambda, so each maximiser is the
+    # unconstrained one projected onto its interval, and the better of the two is the optimum.
+    A = max(q - r * r / s, 0.0)  # >= 0 by Cauchy-Schwarz in the H^-1 inner product
+    B = 2 * delta - c * c / s  # > 0 in these cases
+    inf = math.inf
+    if c > 0:
+        lam_mid = -r / c
+        interval_a, interval_b = (max(0.0, lam_mid), inf), ((0.0, lam_mid) if lam_mid >= 0 else None)
+    elif c < 0:
+        lam_mid = -r / c
+        interval_a, interval_b = ((0.0, lam_mid) if lam_mid > 0 else None), (max(0.0, lam_mid), inf)
+    else:  # c == 0: nu* = r / s for every lambda, so only the sign of r matters
+        interval_a, interval_b = ((0.0, inf), None) if r > 0 else (None, (0.0, inf))
+
+    def f_a(lam: float) -> float:
+        return -0.5 * (A / lam + B * lam) + r * c / s
+
+    def f_b(lam: float) -> float:
+        return -0.5 * (q / lam + 2 * delta * lam)
+
+    candidates = []
+    if interval_a is not None:
+        lam_a = min(max(math.sqrt(A / B), interval_a[0]), interval_a[1])
+        lam_a = max(lam_a, LAMBDA_MIN)
+        candidates.append((f_a(lam_a), lam_a))
+    if interval_b is not None:
+        lam_b = min(max(math.sqrt(max(q, 0.0) / (2 * delta)), interval_b[0]), interval_b[1])
+        lam_b = max(lam_b, LAMBDA_MIN)
+        candidates.append((f_b(lam_b), lam_b))
+    lam = max(candidates)[1]
+    nu = max(lam * c + r, 0.0) / s
+    step = (Hinv_g - nu * Hinv_b) / lam  # eq. (12)
+    return step, {**info, "case": 1 if c >= 0 else 2, "lambda_star": lam, "nu_star": nu}
 
 
-def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
-    import torch._dynamo  # noqa: F401
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+def cpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, reward_adv: torch.Tensor,
+               cost_adv: torch.Tensor, c: float, args: Args) -> dict:
+    """One CPO update in place; returns its diagnostics, among them "step": the QCQP solution s*
+    before the line search (theta_k + 0.8^j s* is what the line search tries). Raises
+    FloatingPointError on a non-finite gradient or step (the caller aborts without writing a
+    checkpoint).
 
+    c: the constraint value at theta_k; delta: the KL radius of the QCQP and of the line search;
+    H = the Fisher matrix, damped by cg_damping, on every fisher_subsample-th state; H^-1 g and
+    H^-1 b by cg_iters conjugate-gradient iterations; backtracking over backtrack_coeff^j,
+    j < backtrack_iters."""
+    delta, cg_iters, cg_damping, fisher_subsample, backtrack_iters, backtrack_coeff = (
+        args.target_kl, args.cg_iters, args.cg_damping, args.fisher_subsample, args.backtrack_iters, args.backtrack_coeff)
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
 
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last
-    call (it writes a file when its episode ends, and the one being recorded when the envs close)."""
-    import wandb
+    def surrogates() -> tuple[torch.Tensor, torch.Tensor]:
+        ratio = torch.exp(actor.distribution(norm_obs).log_prob(actions).sum(-1) - old_logp)
+        return (ratio * reward_adv).mean(), (ratio * cost_adv).mean()
 
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
-        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+    params = list(actor.parameters())
+    reward_surr, cost_surr = surrogates()
+    g = flat_grad(reward_surr, params, retain_graph=True)
+    b = flat_grad(cost_surr, params)
+    if not (torch.isfinite(g).all() and torch.isfinite(b).all()):
+        raise FloatingPointError("non-finite reward or cost policy gradient")
+    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
+    fvp = lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping)  # noqa: E731
+    Hinv_g, cg_residual_g = conjugate_gradient(fvp, g, cg_iters)
+    Hinv_b, cg_residual_b = conjugate_gradient(fvp, b, cg_iters)
+    step, info = cpo_step_direction(g, b, c, delta, Hinv_g, Hinv_b)
+    if not torch.isfinite(step).all():
+        raise FloatingPointError(f"non-finite CPO step (case {info['case']})")
 
-
-def is_navigation_task(env_id: str) -> bool:
-    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
-
-
-def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox.
-
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
-    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
-    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
-    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
-    velocity tasks (no world rebuild), are returned unchanged."""
-    import re
-
-    import gymnasium
-    import mujoco
-    import safety_gymnasium.world as world
-
-    builder = env.unwrapped
-    if not hasattr(builder, "task") or builder.render_mode is not None or builder.task.observe_vision:
-        return env
-    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:
-        """safety_gymnasium.world's `mujoco` during a reset: models compile without the skybox."""
-
-        class MjModel:
-            @staticmethod
-            def from_xml_string(xml, *args, **kwargs):
-                return mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(mujoco, name)
-
-    class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # swapped for this env's reset only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
-            try:
-                return self.env.reset(**kwargs)
-            finally:
-                world.mujoco = mujoco
-
-    return WithoutSkybox(env)
-
-
-def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
-    def thunk():
-        import gymnasium
-        import safety_gymnasium
-
-        class SeedEachEpisode(gymnasium.Wrapper):
-            """Episode k of env idx starts from a seed drawn from (reset seed, k), so every episode's start
-            is a function of the run's seed: a resumed run restarts its envs at the episode numbers
-            it saved (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
-
-            def reset(self, *, seed=None, options=None):
-                options = dict(options or {})
-                first_episodes = options.pop("episode", None)
-                if seed is not None:
-                    self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
-                else:  # the vector env's autoreset: the next episode
-                    self.episode += 1
-                episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
-                return self.env.reset(seed=episode_seed, options=options or None)
-
-        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not (capture_video and idx == 0):
-            return SeedEachEpisode(without_skybox(safety_gymnasium.make(env_id)))
-
-        # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
-        # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
-        # render_mode only adds rendering: observations and dynamics are unchanged (tested).
-        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
-        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
-
-        class KeepRendererOpen(gymnasium.Wrapper):
-            """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
-            renderer then draws black frames from its freed context: ignore that close (the
-            renderer goes with the process; closing frees nothing else here)."""
-
-            def close(self):
-                pass
-
-        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
-        # travels through info and comes back unchanged)
-        return SeedEachEpisode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)))
-
-    return thunk
-
-
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
-                    video_dir: Optional[Path] = None):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
-    With capture_video, env 0 records videos into video_dir."""
-    import safety_gymnasium
-
-    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
-    if use_async:
-        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
-    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+    # Backtracking line search (section 6.1): measured KL, reward improvement (not in recovery),
+    # and the cost surrogate may rise by at most max(-c, 0), the slack left by the constraint.
+    theta_old = get_flat_params(actor)
+    reward_old, cost_old = float(reward_surr.detach()), float(cost_surr.detach())
+    accepted, kl, reward_new, cost_new = False, 0.0, reward_old, cost_old
+    for j in range(backtrack_iters):
+        set_flat_params(actor, theta_old + backtrack_coeff**j * step)
+        with torch.no_grad():
+            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+            reward_new, cost_new = (float(x) for x in surrogates())
+        finite = all(math.isfinite(x) for x in (kl, reward_new, cost_new))
+        reward_ok = info["case"] in (0, 1) or reward_new > reward_old
+        cost_ok = cost_new - cost_old <= max(-c, 0.0)
+        if finite and kl <= delta and reward_ok and cost_ok:
+            accepted = True
+            break
+    if not accepted:
+        set_flat_params(actor, theta_old)
+        kl, reward_new, cost_new = 0.0, reward_old, cost_old
+    return {"cpo_case": info["case"], "lambda_star": info["lambda_star"], "nu_star": info["nu_star"],
+            "q": info["q"], "r": info["r"], "s": info["s"], "kl": kl, "accepted": int(accepted),
+            "backtracks": j if accepted else backtrack_iters,
+            "surrogate_improvement": reward_new - reward_old, "cost_surrogate_change": cost_new - cost_old,
+            "step_norm": float(step.norm()), "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b,
+            "step": step.detach().clone()}
 
 
 # ----------------------------------------------------------------------------------------------
-# Agent: observation normaliser, Gaussian actor, critics
+# Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics
 # ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / torch.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, float(torch.sqrt(rr))
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
+    by double backpropagation (Pearlmutter); H is never formed."""
+    params = list(actor.parameters())
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
+    grads = torch.autograd.grad(kl, params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    hvp = torch.autograd.grad(flat_grad @ v, params)
+    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
+
+
+def flat_grad(output: torch.Tensor, params: list, retain_graph: bool = False) -> torch.Tensor:
+    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(output, params, retain_graph=retain_graph)])
+
+
+def get_flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
+    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
+    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
+    offset = 0
+    for p in module.parameters():
+        p.data = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = 0.0  # initial policy std 1, as Achiam's code (rllab GaussianMLPPolicy init_std=1.0) and OmniSafe
+
+
 class RunningMeanStd:
     """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
     algorithm), so the result equals numpy's mean/var over all data seen."""
@@ -452,264 +437,9 @@ class Actor(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# Rollout and environments
 # ----------------------------------------------------------------------------------------------
-def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
-                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
-    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
-    The recursion is cut wherever an episode ended (terminated or truncated).
-    Returns (advantages, returns = advantages + values)."""
-    T = rewards.shape[0]
-    adv = np.zeros_like(rewards, dtype=np.float64)
-    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
-    carry = np.zeros(rewards.shape[1:], np.float64)
-    for t in reversed(range(T)):
-        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
-        adv[t] = carry
-    return adv, adv + values
-
-
-def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
-    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
-    rr = torch.dot(r, r)
-    for _ in range(iters):
-        if rr <= residual_tol:
-            break
-        Ap = Avp(p)
-        alpha = rr / torch.dot(p, Ap)
-        x += alpha * p
-        r -= alpha * Ap
-        rr_new = torch.dot(r, r)
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x, float(torch.sqrt(rr))
-
-
-def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
-    """KL(N0 || N1) per state, summed over action dims."""
-    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
-    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
-
-
-def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
-    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
-    mean, log_std = actor(norm_obs)
-    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
-
-
-def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
-    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
-    by double backpropagation (Pearlmutter); H is never formed."""
-    params = list(actor.parameters())
-    with torch.no_grad():
-        old_mean, old_log_std = actor(norm_obs)
-    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
-    grads = torch.autograd.grad(kl, params, create_graph=True)
-    flat_grad = torch.cat([g.reshape(-1) for g in grads])
-    hvp = torch.autograd.grad(flat_grad @ v, params)
-    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
-
-
-def get_flat_params(module: nn.Module) -> torch.Tensor:
-    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
-
-
-def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
-    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
-    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
-    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
-    offset = 0
-    for p in module.parameters():
-        p.data = flat[offset:offset + p.numel()].view_as(p).clone()
-        offset += p.numel()
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
-# ----------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
-                    args: Args, global_step: int) -> None:
-    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
-    ckpt = {
-        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
-        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
-        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
-        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
-                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
-    corrupt or mismatched file. A different env id with matching dims only warns."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"error: checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
-    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
-        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
-                         f"this env has obs {obs_dim}, act {act_dim}")
-    if env_id is not None and ckpt["env_id"] != env_id:
-        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms, ckpt
-
-
-# ----------------------------------------------------------------------------------------------
-# CPO: the QCQP solved through its dual (appendix 10.2), the update and its line search
-# ----------------------------------------------------------------------------------------------
-def cpo_step_direction(g: torch.Tensor, b: torch.Tensor, c: float, delta: float, Hinv_g: torch.Tensor,
-                       Hinv_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Solve  max_s g^T s  s.t. 1/2 s^T H s <= delta, b^T s + c <= 0  given H^-1 g and H^-1 b.
-
-    Pure function of its inputs (H enters only through H^-1 g and H^-1 b). Returns the step s*
-    and {case, lambda_star, nu_star, q, r, s}; cases as in the module docstring."""
-    c = float(c)
-    q, r, s = float(g @ Hinv_g), float(g @ Hinv_b), float(b @ Hinv_b)
-    info = {"q": q, "r": r, "s": s}
-    if s <= S_MIN or (c < 0 and c * c / s - 2 * delta >= 0):
-        # Case 4 (b ~ 0) or 3 (the whole trust region is feasible): the constraint cannot bind,
-        # the solution is the TRPO step with lambda* = sqrt(q / 2 delta), nu* = 0.
-        case = 4 if s <= S_MIN else 3
-        lam = math.sqrt(max(q, 0.0) / (2 * delta))
-        return Hinv_g / max(lam, LAMBDA_MIN), {**info, "case": case, "lambda_star": lam, "nu_star": 0.0}
-    if c > 0 and c * c / s - 2 * delta > 0:
-        # Case 0: even the most cost-reducing point of the trust region, -sqrt(2 delta / s) H^-1 b,
-        # leaves b^T s + c > 0 (its value is c - sqrt(2 delta s)). Recovery: take that point.
-        return -math.sqrt(2 * delta / s) * Hinv_b, {**info, "case": 0, "lambda_star": 0.0, "nu_star": 0.0}
-    if c > 0 and c * c / s - 2 * delta == 0:
-        # Case 1 with B = 2 delta - c^2/s = 0: the constraint plane touches the trust region in a
-        # single point, -sqrt(2 delta / s) H^-1 b = -(c / s) H^-1 b, which is then the solution (the
-        # limit lambda*, nu* -> inf of eq. 12; the closed form below would divide by B = 0).
-        return -(c / s) * Hinv_b, {**info, "case": 1, "lambda_star": math.inf, "nu_star": math.inf}
-
-    # Cases 1 (c >= 0) and 2 (c < 0): the linearised constraint plane cuts the trust region.
-    # For fixed lambda the dual is a concave quadratic in nu with maximiser (lambda c + r) / s,
-    # so nu* > 0 exactly on Lambda_a = {lambda >= 0: lambda c + r > 0}, and nu* = 0 on
-    # Lambda_b = {lambda >= 0: lambda c + r <= 0}. Substituting nu* gives f_a on Lambda_a and
-    # f_b on Lambda_b (paper, appendix 10.2); both are concave in lambda, so each maximiser is the
-    # unconstrained one projected onto its interval, and the better of the two is the optimum.
-    A = max(q - r * r / s, 0.0)  # >= 0 by Cauchy-Schwarz in the H^-1 inner product
-    B = 2 * delta - c * c / s  # > 0 in these cases
-    inf = math.inf
-    if c > 0:
-        lam_mid = -r / c
-        interval_a, interval_b = (max(0.0, lam_mid), inf), ((0.0, lam_mid) if lam_mid >= 0 else None)
-    elif c < 0:
-        lam_mid = -r / c
-        interval_a, interval_b = ((0.0, lam_mid) if lam_mid > 0 else None), (max(0.0, lam_mid), inf)
-    else:  # c == 0: nu* = r / s for every lambda, so only the sign of r matters
-        interval_a, interval_b = ((0.0, inf), None) if r > 0 else (None, (0.0, inf))
-
-    def f_a(lam: float) -> float:
-        return -0.5 * (A / lam + B * lam) + r * c / s
-
-    def f_b(lam: float) -> float:
-        return -0.5 * (q / lam + 2 * delta * lam)
-
-    candidates = []
-    if interval_a is not None:
-        lam_a = min(max(math.sqrt(A / B), interval_a[0]), interval_a[1])
-        lam_a = max(lam_a, LAMBDA_MIN)
-        candidates.append((f_a(lam_a), lam_a))
-    if interval_b is not None:
-        lam_b = min(max(math.sqrt(max(q, 0.0) / (2 * delta)), interval_b[0]), interval_b[1])
-        lam_b = max(lam_b, LAMBDA_MIN)
-        candidates.append((f_b(lam_b), lam_b))
-    lam = max(candidates)[1]
-    nu = max(lam * c + r, 0.0) / s
-    step = (Hinv_g - nu * Hinv_b) / lam  # eq. (12)
-    return step, {**info, "case": 1 if c >= 0 else 2, "lambda_star": lam, "nu_star": nu}
-
-
-def flat_grad(output: torch.Tensor, params: list, retain_graph: bool = False) -> torch.Tensor:
-    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(output, params, retain_graph=retain_graph)])
-
-
-def cpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, reward_adv: torch.Tensor,
-               cost_adv: torch.Tensor, c: float, *, delta: float, cg_iters: int = 15, cg_damping: float = 0.1,
-               fisher_subsample: int = 4, backtrack_iters: int = 15, backtrack_coeff: float = 0.8) -> dict:
-    """One CPO update in place; returns its diagnostics, among them "step": the QCQP solution s*
-    before the line search (theta_k + 0.8^j s* is what the line search tries). Raises
-    FloatingPointError on a non-finite gradient or step (the caller aborts without writing a
-    checkpoint).
-
-    c: the constraint value at theta_k; delta: the KL radius of the QCQP and of the line search;
-    H = the Fisher matrix, damped by cg_damping, on every fisher_subsample-th state; H^-1 g and
-    H^-1 b by cg_iters conjugate-gradient iterations; backtracking over backtrack_coeff^j,
-    j < backtrack_iters."""
-    with torch.no_grad():
-        old_mean, old_log_std = actor(norm_obs)
-        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
-
-    def surrogates() -> tuple[torch.Tensor, torch.Tensor]:
-        ratio = torch.exp(actor.distribution(norm_obs).log_prob(actions).sum(-1) - old_logp)
-        return (ratio * reward_adv).mean(), (ratio * cost_adv).mean()
-
-    params = list(actor.parameters())
-    reward_surr, cost_surr = surrogates()
-    g = flat_grad(reward_surr, params, retain_graph=True)
-    b = flat_grad(cost_surr, params)
-    if not (torch.isfinite(g).all() and torch.isfinite(b).all()):
-        raise FloatingPointError("non-finite reward or cost policy gradient")
-    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
-    fvp = lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping)  # noqa: E731
-    Hinv_g, cg_residual_g = conjugate_gradient(fvp, g, cg_iters)
-    Hinv_b, cg_residual_b = conjugate_gradient(fvp, b, cg_iters)
-    step, info = cpo_step_direction(g, b, c, delta, Hinv_g, Hinv_b)
-    if not torch.isfinite(step).all():
-        raise FloatingPointError(f"non-finite CPO step (case {info['case']})")
-
-    # Backtracking line search (section 6.1): measured KL, reward improvement (not in recovery),
-    # and the cost surrogate may rise by at most max(-c, 0), the slack left by the constraint.
-    theta_old = get_flat_params(actor)
-    reward_old, cost_old = float(reward_surr.detach()), float(cost_surr.detach())
-    accepted, kl, reward_new, cost_new = False, 0.0, reward_old, cost_old
-    for j in range(backtrack_iters):
-        set_flat_params(actor, theta_old + backtrack_coeff**j * step)
-        with torch.no_grad():
-            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
-            reward_new, cost_new = (float(x) for x in surrogates())
-        finite = all(math.isfinite(x) for x in (kl, reward_new, cost_new))
-        reward_ok = info["case"] in (0, 1) or reward_new > reward_old
-        cost_ok = cost_new - cost_old <= max(-c, 0.0)
-        if finite and kl <= delta and reward_ok and cost_ok:
-            accepted = True
-            break
-    if not accepted:
-        set_flat_params(actor, theta_old)
-        kl, reward_new, cost_new = 0.0, reward_old, cost_old
-    return {"cpo_case": info["case"], "lambda_star": info["lambda_star"], "nu_star": info["nu_star"],
-            "q": info["q"], "r": info["r"], "s": info["s"], "kl": kl, "accepted": int(accepted),
-            "backtracks": j if accepted else backtrack_iters,
-            "surrogate_improvement": reward_new - reward_old, "cost_surrogate_change": cost_new - cost_old,
-            "step_norm": float(step.norm()), "cg_residual_g": cg_residual_g, "cg_residual_b": cg_residual_b,
-            "step": step.detach().clone()}
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 
 
 def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
@@ -717,30 +447,6 @@ def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np
     with torch.inference_mode():
         mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
         return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
-
-
-def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
-                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
-    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
-    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
-    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
-    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
-    before any step is taken with it."""
-    loss_sums, steps = torch.zeros(len(critics)), 0
-    for _ in range(epochs):
-        perm = torch.randperm(norm_obs.shape[0])
-        for start in range(0, norm_obs.shape[0], minibatch_size):
-            idx = perm[start:start + minibatch_size]
-            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
-                                  for critic, target in zip(critics, targets)])
-            if not torch.isfinite(losses).all():
-                raise FloatingPointError("non-finite critic loss")
-            optimizer.zero_grad()
-            losses.sum().backward()
-            optimizer.step()
-            loss_sums += losses.detach()
-            steps += 1
-    return (loss_sums / steps).tolist()
 
 
 class Rollout:
@@ -822,45 +528,224 @@ class Rollout:
         return self.episode + (self.ep_len > 0)
 
 
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
+                    video_dir: Optional[Path] = None):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
+    With capture_video, env 0 records videos into video_dir."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
+    def thunk():
+        import gymnasium
+        import safety_gymnasium
+
+        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not (capture_video and idx == 0):
+            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
+        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
+        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
+        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
+        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
+        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
+
+    return thunk
+
+
+def seed_each_episode(env, idx: int):
+    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
+    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+    import gymnasium
+
+    class SeedEachEpisode(gymnasium.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            options = dict(options or {})
+            first_episodes = options.pop("episode", None)
+            if seed is not None:
+                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+            else:  # the vector env's autoreset: the next episode
+                self.episode += 1
+            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+            return self.env.reset(seed=episode_seed, options=options or None)
+
+    return SeedEachEpisode(env)
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
 
 # ----------------------------------------------------------------------------------------------
-# Resuming a run (--resume): the state at the end of an epoch, and clean stops
+# Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging
 # ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT_VERSION = 1
+RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
+RESUME_FORMAT_VERSION = 1
+VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    check_common_args(args)
+    require(args.cost_limit >= 0, f"--cost-limit must be non-negative, got {args.cost_limit}")
+    require(args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1,
+            "need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
+    require(0 < args.cost_gamma <= 1 and 0 <= args.cost_gae_lambda <= 1, "need 0 < --cost-gamma <= 1 and 0 <= --cost-gae-lambda <= 1")
+
+
+def check_common_args(args: Args) -> None:
+    """The checks every script shares, as one-line errors before anything is built: a renderer for
+    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
+    budget of at least one step per env and one epoch, positive hidden sizes."""
+    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
+        check_renderer()
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for f in fields(args):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
+        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
+    require(args.steps_per_epoch >= args.num_envs,
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    require(args.total_timesteps >= args.steps_per_epoch,
+            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
+
+
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def check_renderer() -> None:
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def without_skybox(env):
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
+    import gymnasium
+    import mujoco
+    import safety_gymnasium.world as world
+
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
+    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
+
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+
+    class WithoutSkybox(gymnasium.Wrapper):
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
+            world.mujoco = MujocoWithoutSkybox()
+            try:
+                return self.env.reset(**kwargs)
+            finally:
+                world.mujoco = mujoco
+
+    return WithoutSkybox(env)
+
+
+def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
+    import wandb
+
+    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
+    if new:
+        logged.update(p.name for p in new)
+        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+
+
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """Write run_dir/resume.pt atomically (a kill during the write leaves the previous one): the
-    state_dict of every stateful object (actor, critics, optimisers, normaliser, multiplier), the
-    RNG states and the loop's counters. A non-finite network is refused: a NaN never reaches disk."""
+    """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
+    counters. A non-finite network is refused: a NaN never reaches disk."""
     states = {name: module.state_dict() for name, module in modules.items()}
     for name, module in modules.items():
         if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
             raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    path = run_dir / RESUME_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                **counters}, tmp)
-    os.replace(tmp, path)
+    atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                 **counters}, run_dir / RESUME_FILE)
 
 
 def load_resume(run_dir: str | Path) -> dict:
     """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
     path = Path(run_dir) / RESUME_FILE
-    if not path.is_file():
-        raise SystemExit(f"error: nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+    require(path.is_file(), f"nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
-    if not isinstance(state, dict) or state.get("resume_format") != RESUME_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} is not a resume checkpoint of this version of the repository; start the run again")
-    if state.get("script") != Path(__file__).name:
-        raise SystemExit(f"error: {path} belongs to a {state.get('script')} run; resume it with that script")
+    require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
+            f"{path} is not a resume checkpoint of this version of the repository; start the run again")
+    require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
     return state
 
 
 def restore_resume(state: dict, modules: dict) -> None:
     """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
-    (written by another version of the script) is a one-line error."""
+    (another version of the script) is a one-line error."""
     try:
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
@@ -873,30 +758,50 @@ def restore_resume(state: dict, modules: dict) -> None:
 
 
 def resumed_args(cli: Args, state: dict) -> Args:
-    """The arguments the resumed run was started with; flags given with --resume that would change
-    them are ignored, with a warning (a run is one experiment)."""
+    """The arguments the run was started with; flags given with --resume that would change them are
+    ignored, with a warning (a run is one experiment)."""
     try:
         saved = Args(**{**state["args"], "resume": cli.resume})
     except TypeError as exc:
         raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
-    default = Args()
-    ignored = [f.name for f in fields(Args)
-               if getattr(cli, f.name) != getattr(default, f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+    ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
+               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
     if ignored:
-        print(f"warning: --resume continues with the run's saved arguments; ignored: "
-              f"{' '.join('--' + name.replace('_', '-') for name in ignored)}")
+        print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved
 
 
+def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
+    """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
+    folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
+    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json. --track starts or continues wandb."""
+    resume = load_resume(args.resume) if args.resume else None
+    if resume:
+        args = resumed_args(args, resume)
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
+            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+            return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
+    validate_args(args)
+    run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
+                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    return args, resume, run_dir
+
+
 def open_progress(path: Path, keep_rows: int):
-    """progress.csv, opened for this run's rows: a new run starts it; a resumed run keeps the rows of
-    the epochs its checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
+    """progress.csv for this run's rows: a new run starts it; a resumed run keeps the rows of the epochs its
+    checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
     if keep_rows == 0:
         return open(path, "w", newline=""), None
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if len(rows) < keep_rows + 1:
-        raise SystemExit(f"error: {path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
+    require(len(rows) >= keep_rows + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows[:keep_rows + 1])
@@ -906,40 +811,32 @@ def open_progress(path: Path, keep_rows: int):
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit; a second signal
-    stops at once (the previous epoch's checkpoint stays). Async env workers ignore both signals."""
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit with the --resume command
+    (`exit`); a second signal stops at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
 
     def __init__(self):
-        self.signum = 0
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
 
     def handle(self, signum, frame) -> None:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)",
-              flush=True)
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)", flush=True)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def exit(self, run_dir: Path, csv_file, track: bool) -> None:
-        """End the run after the epoch's checkpoint, saying how to continue it."""
         csv_file.close()
         if track:
             import wandb
-
             wandb.finish()
         print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
         raise SystemExit(128 + self.signum)
 
 
-# ----------------------------------------------------------------------------------------------
-# Logging
-# ----------------------------------------------------------------------------------------------
 def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
     """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
     wandb's charts/ at step global_step; returns the csv writer."""
@@ -961,31 +858,11 @@ def clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
     """Train CPO, or continue a run with --resume; returns the run folder."""
-    resume = None
-    if args.resume:
-        resume = load_resume(args.resume)
-        args = resumed_args(args, resume)
-        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
-            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
-    validate_args(args)
-    if resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
-                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    args, resume, run_dir = start_run(args)
+    if run_dir is None:
+        return Path(args.resume)
 
     # seeding
     random.seed(args.seed)
@@ -1074,9 +951,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
         # ---------------- policy: CPO step ----------------
         try:
-            diag = cpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, delta=args.target_kl, cg_iters=args.cg_iters,
-                              cg_damping=args.cg_damping, fisher_subsample=args.fisher_subsample,
-                              backtrack_iters=args.backtrack_iters, backtrack_coeff=args.backtrack_coeff)
+            diag = cpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
         diag.pop("step")  # the step s* before the line search (tests read it), not a csv column

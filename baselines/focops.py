@@ -1,47 +1,23 @@
 """FOCOPS: First Order Constrained Optimization in Policy Space (Zhang, Vuong, Ross, NeurIPS 2020).
 
-FOCOPS first solves for the optimal *non-parametric* policy of the trust-region problem around
-pi_k (paper Theorem 1),
-        pi*(a|s) proportional to pi_k(a|s) exp((A^r(s,a) - nu A^c(s,a)) / lambda),
-then moves pi_theta toward it with first-order steps on the loss (paper eq. 8 and Algorithm 1)
-        L(theta) = mean_s [ 1{KL(pi_theta || pi_k)[s] <= delta} *
-                            ( KL(pi_theta || pi_k)[s] - (1/lambda) ratio (A^r - nu A^c) ) ],
-ratio = pi_theta(a|s) / pi_k(a|s), lambda the temperature; states whose per-state KL already
-exceeds delta are masked out (they have left the trust region). The cost multiplier follows the
-gradient of the dual (paper eq. 10), once per epoch, projected onto [0, nu_max]:
-        nu <- clip(nu + nu_lr * (J_c - d), 0, nu_max),
-J_c the mean cost of the episodes that finished this epoch (if none finished, nu is kept). As in
-the authors' code, the update stops early once the mean KL(pi_theta || pi_k) exceeds delta.
+FOCOPS solves for the optimal non-parametric policy of the trust-region problem around pi_k
+(paper Theorem 1),  pi*(a|s) proportional to pi_k(a|s) exp((A^r(s,a) - nu A^c(s,a)) / lambda),
+then moves pi_theta toward it by first-order steps. Once per epoch:
 
-`focops_loss` is a pure function of tensors, checked against the formula in
-tests/test_projection.py, which also checks that the update lowers the cost surrogate when the
-constraint is violated; tests/test_cup_focops.py checks that `focops_update` reaches pi* itself on
-a tiny Gaussian problem whose pi* is known in closed form.
+  1. nu <- clip(nu + nu_lr * (J_c - d), 0, nu_max) (paper eq. 10), J_c the mean cost of the
+     episodes that finished this epoch (none finished: nu is kept)
+  2. reward and cost GAE (two critics), both standardised over the batch
+  3. Adam on the loss of paper eq. 8 (Algorithm 1), ratio = pi_theta(a|s) / pi_k(a|s):
+         L(theta) = mean_s [ 1{KL(pi_theta || pi_k)[s] <= delta} *
+                             ( KL(pi_theta || pi_k)[s] - (1/lambda) ratio (A^r - nu A^c) ) ]
+     states that left the trust region masked out; stop once the mean KL exceeds delta
+  4. critics regressed on their GAE returns.
 
-Choices where the paper is silent: reward and cost advantages are both standardised over the
-batch (the authors' code, github.com/ymzhang01/focops, data_generator.py), so nu weighs two
-unit-scale terms; the epoch's data is used in 512-sample minibatches for up to 10 passes (about the
-number of gradient steps of the authors' 64-sample minibatches on their 2048-step batches, at a
-fraction of the CPU time); gradients are clipped to norm 0.5 (CleanRL PPO; the authors' code clips
-at 40, focops_main.py, and also decays its learning rates linearly to 0, which we do not).
-The authors' J_c is the mean *discounted* episode cost; ours is the undiscounted mean episode
-cost, as in every script here (SPEC 6).
-
-Defaults: lambda 1.5, nu lr 0.01, nu_max 2.0, delta 0.02, nu starts at 0, policy lr 3e-4,
-10 epochs (paper appendix, the authors' focops_main.py); gamma 0.99 and GAE lambda 0.95 for reward
-and cost (the authors' focops_main.py defaults, OmniSafe, SafePO);
-64x64 tanh (paper and SPEC); 15,000 steps per epoch (the sTRPO paper's protocol, section 5.2).
-- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
+Choices where the paper is silent and the defaults (the authors' code): docs/algorithms/focops.md.
 
 Usage:
     python baselines/focops.py --env-id SafetyCarCircle1-v0
     python baselines/focops.py --env-id SafetyHopperVelocity-v1 --focops-lam 1.5
-
-progress.csv columns beyond the common ones: nu (the multiplier used this epoch), nu_updated
-(0 when no episode finished), kl (mean KL(pi_{k+1} || pi_k)), masked_fraction (states whose KL
-exceeded delta at the last minibatch pass), update_epochs_run, reward_surrogate and
-cost_surrogate (mean ratio * A against pi_k after the update), value losses.
-docs/algorithms/focops.md explains them and what was measured.
 """
 from __future__ import annotations
 
@@ -52,6 +28,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -74,17 +51,6 @@ except ImportError:
     pass
 if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
     import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
-
-CHECKPOINT_FORMAT_VERSION = 1
-RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
-RESUME_FORMAT_VERSION = 1
-OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
-NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
-VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
-VIDEO_SIZE = 256  # width and height in pixels of recorded frames
-TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
-MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO; the FOCOPS authors clip at 40)
 
 
 @dataclass
@@ -157,192 +123,133 @@ class Args:
     """hidden layer sizes of actor and critics (tanh)"""
 
 
-# ----------------------------------------------------------------------------------------------
-# Argument checks and environments
-# ----------------------------------------------------------------------------------------------
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+MAX_GRAD_NORM = 0.5  # global gradient-norm clip of every actor step (CleanRL PPO; the FOCOPS authors clip at 40)
 
 
-def validate_args(args: Args) -> None:
-    """One-line errors for bad input, raised before anything is built."""
-    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
-        check_renderer()
-    ids = safety_env_ids()
-    if args.env_id not in ids:
-        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
-        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "update_epochs", "minibatch_size",
-                 "critic_epochs", "critic_minibatch_size", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.steps_per_epoch < args.num_envs:
-        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    if args.total_timesteps < args.steps_per_epoch:
-        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    if args.cost_limit < 0:
-        raise SystemExit(f"error: --cost-limit must be non-negative, got {args.cost_limit}")
-    if not (args.kl_bound > 0 and args.focops_lam > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
-        raise SystemExit("error: need --kl-bound > 0, --focops-lam > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1")
-    if not (args.policy_lr > 0 and args.nu_lr >= 0 and 0 <= args.nu_init <= args.nu_max):
-        raise SystemExit("error: need --policy-lr > 0, --nu-lr >= 0, 0 <= --nu-init <= --nu-max")
-    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
-        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
+def focops_loss(mean: torch.Tensor, log_std: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor,
+                logp: torch.Tensor, old_logp: torch.Tensor, reward_adv: torch.Tensor, cost_adv: torch.Tensor,
+                nu: float, lam: float, kl_bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paper eq. (8): mean_s 1{KL[s] <= delta} (KL(pi_theta || pi_k)[s] - (1/lambda) ratio (A^r - nu A^c)).
+    Returns (loss, per-state KL(pi_theta || pi_k))."""
+    kl = gaussian_kl(mean, log_std, old_mean, old_log_std)  # KL(pi_theta || pi_k), the paper's direction
+    ratio = torch.exp(logp - old_logp)
+    per_state = kl - ratio * (reward_adv - nu * cost_adv) / lam
+    mask = (kl.detach() <= kl_bound).float()  # states that left the trust region get no gradient
+    return (per_state * mask).mean(), kl
 
 
-def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
-    import torch._dynamo  # noqa: F401
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+def minibatch_indices(n: int, size: int):
+    """A fresh random partition of range(n) into minibatches."""
+    perm = torch.randperm(n)
+    return [perm[i:i + size] for i in range(0, n, size)]
 
 
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last
-    call (it writes a file when its episode ends, and the one being recorded when the envs close)."""
-    import wandb
-
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
-        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
-
-
-def is_navigation_task(env_id: str) -> bool:
-    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+def actor_step(actor: Actor, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One clipped Adam step; a non-finite loss or gradient raises before the weights change."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError("non-finite actor loss")
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), MAX_GRAD_NORM)
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError("non-finite actor gradient")
+    optimizer.step()
 
 
-def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox.
-
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
-    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
-    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
-    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
-    velocity tasks (no world rebuild), are returned unchanged."""
-    import re
-
-    import gymnasium
-    import mujoco
-    import safety_gymnasium.world as world
-
-    builder = env.unwrapped
-    if not hasattr(builder, "task") or builder.render_mode is not None or builder.task.observe_vision:
-        return env
-    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:
-        """safety_gymnasium.world's `mujoco` during a reset: models compile without the skybox."""
-
-        class MjModel:
-            @staticmethod
-            def from_xml_string(xml, *args, **kwargs):
-                return mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(mujoco, name)
-
-    class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # swapped for this env's reset only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
-            try:
-                return self.env.reset(**kwargs)
-            finally:
-                world.mujoco = mujoco
-
-    return WithoutSkybox(env)
+def log_prob(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return actor.distribution(norm_obs).log_prob(actions).sum(-1)
 
 
-def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
-    def thunk():
-        import gymnasium
-        import safety_gymnasium
-
-        class SeedEachEpisode(gymnasium.Wrapper):
-            """Episode k of env idx starts from a seed drawn from (reset seed, k), so every episode's start
-            is a function of the run's seed: a resumed run restarts its envs at the episode numbers
-            it saved (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
-
-            def reset(self, *, seed=None, options=None):
-                options = dict(options or {})
-                first_episodes = options.pop("episode", None)
-                if seed is not None:
-                    self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
-                else:  # the vector env's autoreset: the next episode
-                    self.episode += 1
-                episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
-                return self.env.reset(seed=episode_seed, options=options or None)
-
-        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not (capture_video and idx == 0):
-            return SeedEachEpisode(without_skybox(safety_gymnasium.make(env_id)))
-
-        # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
-        # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
-        # render_mode only adds rendering: observations and dynamics are unchanged (tested).
-        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
-        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
-
-        class KeepRendererOpen(gymnasium.Wrapper):
-            """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
-            renderer then draws black frames from its freed context: ignore that close (the
-            renderer goes with the process; closing frees nothing else here)."""
-
-            def close(self):
-                pass
-
-        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
-        # travels through info and comes back unchanged)
-        return SeedEachEpisode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)))
-
-    return thunk
-
-
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
-                    video_dir: Optional[Path] = None):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
-    With capture_video, env 0 records videos into video_dir."""
-    import safety_gymnasium
-
-    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
-    if use_async:
-        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
-    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+def focops_update(actor: Actor, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, actions: torch.Tensor,
+                  reward_adv: torch.Tensor, cost_adv: torch.Tensor, nu: float, args: Args) -> dict:
+    """One FOCOPS update in place: up to `update_epochs` passes of `minibatch_size`-sample minibatches on
+    eq. (8)'s loss with multiplier nu, temperature lam (lambda) and per-state KL bound delta, stopped once
+    the mean KL(pi_theta || pi_k) exceeds delta; returns its diagnostics. Raises FloatingPointError on a
+    non-finite loss or gradient (the caller aborts without writing a checkpoint)."""
+    lam, delta, update_epochs, minibatch_size = args.focops_lam, args.kl_bound, args.update_epochs, args.minibatch_size
+    n = norm_obs.shape[0]
+    with torch.no_grad():
+        # clone: log_std comes out as an expanded view of the parameter that the optimizer updates
+        old_mean, old_log_std = (x.clone() for x in actor(norm_obs))
+        old_logp = log_prob(actor, norm_obs, actions)
+    epochs_run, kl, masked = 0, 0.0, []
+    for _ in range(update_epochs):
+        masked = []
+        for idx in minibatch_indices(n, minibatch_size):
+            mean, log_std = actor(norm_obs[idx])
+            logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(actions[idx]).sum(-1)
+            loss, kl_state = focops_loss(mean, log_std, old_mean[idx], old_log_std[idx], logp, old_logp[idx],
+                                         reward_adv[idx], cost_adv[idx], nu, lam, delta)
+            actor_step(actor, optimizer, loss)
+            masked.append(float((kl_state > delta).float().mean()))
+        epochs_run += 1
+        with torch.no_grad():
+            mean, log_std = actor(norm_obs)
+            kl = float(gaussian_kl(mean, log_std, old_mean, old_log_std).mean())
+        if kl > delta:  # early stop, as in the authors' code
+            break
+    with torch.no_grad():
+        ratio = torch.exp(log_prob(actor, norm_obs, actions) - old_logp)
+    return {"kl": kl, "masked_fraction": float(np.mean(masked)), "update_epochs_run": epochs_run,
+            "reward_surrogate": float((ratio * reward_adv).mean()), "cost_surrogate": float((ratio * cost_adv).mean())}
 
 
 # ----------------------------------------------------------------------------------------------
-# Agent: observation normaliser, Gaussian actor, critics
+# Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics
 # ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+
+
 class RunningMeanStd:
     """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
     algorithm), so the result equals numpy's mean/var over all data seen."""
@@ -412,189 +319,17 @@ class Actor(nn.Module):
         return torch.distributions.Normal(mean, log_std.exp())
 
 
+# ----------------------------------------------------------------------------------------------
+# Rollout and environments
+# ----------------------------------------------------------------------------------------------
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+
+
 def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
     """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
     with torch.inference_mode():
         mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
         return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
-
-
-# ----------------------------------------------------------------------------------------------
-# Math helpers: GAE, Gaussian KL
-# ----------------------------------------------------------------------------------------------
-def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
-                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
-    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
-    The recursion is cut wherever an episode ended (terminated or truncated).
-    Returns (advantages, returns = advantages + values)."""
-    T = rewards.shape[0]
-    adv = np.zeros_like(rewards, dtype=np.float64)
-    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
-    carry = np.zeros(rewards.shape[1:], np.float64)
-    for t in reversed(range(T)):
-        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
-        adv[t] = carry
-    return adv, adv + values
-
-
-def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
-    """KL(N0 || N1) per state, summed over action dims."""
-    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
-    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
-
-
-def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
-    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
-    mean, log_std = actor(norm_obs)
-    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
-# ----------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
-                    args: Args, global_step: int) -> None:
-    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
-    ckpt = {
-        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
-        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
-        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
-        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
-                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
-    corrupt or mismatched file. A different env id with matching dims only warns."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"error: checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
-    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
-        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
-                         f"this env has obs {obs_dim}, act {act_dim}")
-    if env_id is not None and ckpt["env_id"] != env_id:
-        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms, ckpt
-
-
-# ----------------------------------------------------------------------------------------------
-# FOCOPS: first-order steps toward the optimal non-parametric policy
-# ----------------------------------------------------------------------------------------------
-def focops_loss(mean: torch.Tensor, log_std: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor,
-                logp: torch.Tensor, old_logp: torch.Tensor, reward_adv: torch.Tensor, cost_adv: torch.Tensor,
-                nu: float, lam: float, kl_bound: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paper eq. (8): mean_s 1{KL[s] <= delta} (KL(pi_theta || pi_k)[s] - (1/lambda) ratio (A^r - nu A^c)).
-    Returns (loss, per-state KL(pi_theta || pi_k))."""
-    kl = gaussian_kl(mean, log_std, old_mean, old_log_std)  # KL(pi_theta || pi_k), the paper's direction
-    ratio = torch.exp(logp - old_logp)
-    per_state = kl - ratio * (reward_adv - nu * cost_adv) / lam
-    mask = (kl.detach() <= kl_bound).float()  # states that left the trust region get no gradient
-    return (per_state * mask).mean(), kl
-
-
-def minibatch_indices(n: int, size: int):
-    """A fresh random partition of range(n) into minibatches."""
-    perm = torch.randperm(n)
-    return [perm[i:i + size] for i in range(0, n, size)]
-
-
-def actor_step(actor: Actor, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One clipped Adam step; a non-finite loss or gradient raises before the weights change."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError("non-finite actor loss")
-    optimizer.zero_grad()
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), MAX_GRAD_NORM)
-    if not torch.isfinite(grad_norm):
-        raise FloatingPointError("non-finite actor gradient")
-    optimizer.step()
-
-
-def log_prob(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    return actor.distribution(norm_obs).log_prob(actions).sum(-1)
-
-
-def focops_update(actor: Actor, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor, actions: torch.Tensor,
-                  reward_adv: torch.Tensor, cost_adv: torch.Tensor, nu: float, *, lam: float, delta: float,
-                  update_epochs: int, minibatch_size: int) -> dict:
-    """One FOCOPS update in place: up to `update_epochs` passes of `minibatch_size`-sample minibatches on
-    eq. (8)'s loss with multiplier nu, temperature lam (lambda) and per-state KL bound delta, stopped once
-    the mean KL(pi_theta || pi_k) exceeds delta; returns its diagnostics. Raises FloatingPointError on a
-    non-finite loss or gradient (the caller aborts without writing a checkpoint)."""
-    n = norm_obs.shape[0]
-    with torch.no_grad():
-        # clone: log_std comes out as an expanded view of the parameter that the optimizer updates
-        old_mean, old_log_std = (x.clone() for x in actor(norm_obs))
-        old_logp = log_prob(actor, norm_obs, actions)
-    epochs_run, kl, masked = 0, 0.0, []
-    for _ in range(update_epochs):
-        masked = []
-        for idx in minibatch_indices(n, minibatch_size):
-            mean, log_std = actor(norm_obs[idx])
-            logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(actions[idx]).sum(-1)
-            loss, kl_state = focops_loss(mean, log_std, old_mean[idx], old_log_std[idx], logp, old_logp[idx],
-                                         reward_adv[idx], cost_adv[idx], nu, lam, delta)
-            actor_step(actor, optimizer, loss)
-            masked.append(float((kl_state > delta).float().mean()))
-        epochs_run += 1
-        with torch.no_grad():
-            mean, log_std = actor(norm_obs)
-            kl = float(gaussian_kl(mean, log_std, old_mean, old_log_std).mean())
-        if kl > delta:  # early stop, as in the authors' code
-            break
-    with torch.no_grad():
-        ratio = torch.exp(log_prob(actor, norm_obs, actions) - old_logp)
-    return {"kl": kl, "masked_fraction": float(np.mean(masked)), "update_epochs_run": epochs_run,
-            "reward_surrogate": float((ratio * reward_adv).mean()), "cost_surrogate": float((ratio * cost_adv).mean())}
-
-
-def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
-                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
-    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
-    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
-    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
-    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
-    before any step is taken with it."""
-    loss_sums, steps = torch.zeros(len(critics)), 0
-    for _ in range(epochs):
-        perm = torch.randperm(norm_obs.shape[0])
-        for start in range(0, norm_obs.shape[0], minibatch_size):
-            idx = perm[start:start + minibatch_size]
-            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
-                                  for critic, target in zip(critics, targets)])
-            if not torch.isfinite(losses).all():
-                raise FloatingPointError("non-finite critic loss")
-            optimizer.zero_grad()
-            losses.sum().backward()
-            optimizer.step()
-            loss_sums += losses.detach()
-            steps += 1
-    return (loss_sums / steps).tolist()
 
 
 class Rollout:
@@ -676,45 +411,224 @@ class Rollout:
         return self.episode + (self.ep_len > 0)
 
 
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
+                    video_dir: Optional[Path] = None):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
+    With capture_video, env 0 records videos into video_dir."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
+    def thunk():
+        import gymnasium
+        import safety_gymnasium
+
+        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not (capture_video and idx == 0):
+            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
+        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
+        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
+        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
+        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
+        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
+
+    return thunk
+
+
+def seed_each_episode(env, idx: int):
+    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
+    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+    import gymnasium
+
+    class SeedEachEpisode(gymnasium.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            options = dict(options or {})
+            first_episodes = options.pop("episode", None)
+            if seed is not None:
+                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+            else:  # the vector env's autoreset: the next episode
+                self.episode += 1
+            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+            return self.env.reset(seed=episode_seed, options=options or None)
+
+    return SeedEachEpisode(env)
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
 
 # ----------------------------------------------------------------------------------------------
-# Resuming a run (--resume): the state at the end of an epoch, and clean stops
+# Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging
 # ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT_VERSION = 1
+RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
+RESUME_FORMAT_VERSION = 1
+VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    check_common_args(args)
+    require(args.cost_limit >= 0, f"--cost-limit must be non-negative, got {args.cost_limit}")
+    require(args.kl_bound > 0 and args.focops_lam > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1,
+            "need --kl-bound > 0, --focops-lam > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1")
+    require(args.policy_lr > 0 and args.nu_lr >= 0 and 0 <= args.nu_init <= args.nu_max, "need --policy-lr > 0, --nu-lr >= 0, 0 <= --nu-init <= --nu-max")
+
+
+def check_common_args(args: Args) -> None:
+    """The checks every script shares, as one-line errors before anything is built: a renderer for
+    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
+    budget of at least one step per env and one epoch, positive hidden sizes."""
+    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
+        check_renderer()
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for f in fields(args):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
+        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
+    require(args.steps_per_epoch >= args.num_envs,
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    require(args.total_timesteps >= args.steps_per_epoch,
+            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
+
+
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def check_renderer() -> None:
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def without_skybox(env):
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
+    import gymnasium
+    import mujoco
+    import safety_gymnasium.world as world
+
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
+    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
+
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+
+    class WithoutSkybox(gymnasium.Wrapper):
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
+            world.mujoco = MujocoWithoutSkybox()
+            try:
+                return self.env.reset(**kwargs)
+            finally:
+                world.mujoco = mujoco
+
+    return WithoutSkybox(env)
+
+
+def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
+    import wandb
+
+    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
+    if new:
+        logged.update(p.name for p in new)
+        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+
+
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """Write run_dir/resume.pt atomically (a kill during the write leaves the previous one): the
-    state_dict of every stateful object (actor, critics, optimisers, normaliser, multiplier), the
-    RNG states and the loop's counters. A non-finite network is refused: a NaN never reaches disk."""
+    """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
+    counters. A non-finite network is refused: a NaN never reaches disk."""
     states = {name: module.state_dict() for name, module in modules.items()}
     for name, module in modules.items():
         if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
             raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    path = run_dir / RESUME_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                **counters}, tmp)
-    os.replace(tmp, path)
+    atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                 **counters}, run_dir / RESUME_FILE)
 
 
 def load_resume(run_dir: str | Path) -> dict:
     """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
     path = Path(run_dir) / RESUME_FILE
-    if not path.is_file():
-        raise SystemExit(f"error: nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+    require(path.is_file(), f"nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
-    if not isinstance(state, dict) or state.get("resume_format") != RESUME_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} is not a resume checkpoint of this version of the repository; start the run again")
-    if state.get("script") != Path(__file__).name:
-        raise SystemExit(f"error: {path} belongs to a {state.get('script')} run; resume it with that script")
+    require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
+            f"{path} is not a resume checkpoint of this version of the repository; start the run again")
+    require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
     return state
 
 
 def restore_resume(state: dict, modules: dict) -> None:
     """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
-    (written by another version of the script) is a one-line error."""
+    (another version of the script) is a one-line error."""
     try:
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
@@ -727,30 +641,50 @@ def restore_resume(state: dict, modules: dict) -> None:
 
 
 def resumed_args(cli: Args, state: dict) -> Args:
-    """The arguments the resumed run was started with; flags given with --resume that would change
-    them are ignored, with a warning (a run is one experiment)."""
+    """The arguments the run was started with; flags given with --resume that would change them are
+    ignored, with a warning (a run is one experiment)."""
     try:
         saved = Args(**{**state["args"], "resume": cli.resume})
     except TypeError as exc:
         raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
-    default = Args()
-    ignored = [f.name for f in fields(Args)
-               if getattr(cli, f.name) != getattr(default, f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+    ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
+               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
     if ignored:
-        print(f"warning: --resume continues with the run's saved arguments; ignored: "
-              f"{' '.join('--' + name.replace('_', '-') for name in ignored)}")
+        print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved
 
 
+def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
+    """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
+    folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
+    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json. --track starts or continues wandb."""
+    resume = load_resume(args.resume) if args.resume else None
+    if resume:
+        args = resumed_args(args, resume)
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
+            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+            return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
+    validate_args(args)
+    run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
+                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    return args, resume, run_dir
+
+
 def open_progress(path: Path, keep_rows: int):
-    """progress.csv, opened for this run's rows: a new run starts it; a resumed run keeps the rows of
-    the epochs its checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
+    """progress.csv for this run's rows: a new run starts it; a resumed run keeps the rows of the epochs its
+    checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
     if keep_rows == 0:
         return open(path, "w", newline=""), None
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if len(rows) < keep_rows + 1:
-        raise SystemExit(f"error: {path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
+    require(len(rows) >= keep_rows + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows[:keep_rows + 1])
@@ -760,40 +694,32 @@ def open_progress(path: Path, keep_rows: int):
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit; a second signal
-    stops at once (the previous epoch's checkpoint stays). Async env workers ignore both signals."""
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit with the --resume command
+    (`exit`); a second signal stops at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
 
     def __init__(self):
-        self.signum = 0
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
 
     def handle(self, signum, frame) -> None:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)",
-              flush=True)
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)", flush=True)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def exit(self, run_dir: Path, csv_file, track: bool) -> None:
-        """End the run after the epoch's checkpoint, saying how to continue it."""
         csv_file.close()
         if track:
             import wandb
-
             wandb.finish()
         print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
         raise SystemExit(128 + self.signum)
 
 
-# ----------------------------------------------------------------------------------------------
-# Logging
-# ----------------------------------------------------------------------------------------------
 def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
     """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
     wandb's charts/ at step global_step; returns the csv writer."""
@@ -815,30 +741,11 @@ def clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
     """Train FOCOPS, or continue a run with --resume; returns the run folder."""
-    resume = None
-    if args.resume:
-        resume = load_resume(args.resume)
-        args = resumed_args(args, resume)
-        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
-            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
-    validate_args(args)
-    if resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
-                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    args, resume, run_dir = start_run(args)
+    if run_dir is None:
+        return Path(args.resume)
 
     # seeding
     random.seed(args.seed)
@@ -922,8 +829,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
         # ---------------- policy: first-order steps toward the non-parametric optimum ----------------
         try:
-            diag = focops_update(actor, actor_opt, b_obs, b_act, reward_adv, cost_adv, nu, lam=args.focops_lam,
-                                 delta=args.kl_bound, update_epochs=args.update_epochs, minibatch_size=args.minibatch_size)
+            diag = focops_update(actor, actor_opt, b_obs, b_act, reward_adv, cost_adv, nu, args)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --policy-lr or another --seed")
 

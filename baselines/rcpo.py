@@ -1,60 +1,23 @@
 """RCPO: Reward Constrained Policy Optimization, with a natural-policy-gradient actor.
 
 Paper: Tessler, Mankowitz, Mannor, "Reward Constrained Policy Optimization" (ICLR 2019),
-Algorithm 1 and eq. (8)-(11). The constraint J_c <= d enters as a penalty on the reward,
+Algorithm 1 and eq. (8)-(11): the constraint enters as the penalised reward
+r_hat = r - lambda * c (eq. 8), and critic, policy and multiplier move on three timescales
+(fastest to slowest). Once per epoch:
 
-    r_hat(s, a; lambda) = r(s, a) - lambda * c(s, a)                                  (eq. 8)
+1. Multiplier: one plain projected step lambda <- max(0, lambda + lagrangian_lr * (J_c - d))
+   (eq. 11), J_c the mean cost of the episodes that finished this epoch (none: lambda is kept).
+2. Penalised advantage: GAE of r - lambda * c with V_lambda = V_r - lambda * V_c (separate
+   critics), standardised as a whole (no (1 + lambda) division: it would change eq. 8's trade-off).
+3. Policy: one natural policy gradient step (Kakade 2001), x = H^-1 g by conjugate gradient,
+   theta <- theta_k + sqrt(2 delta / x^T H x) x; no line search (that would make it TRPO).
+4. Critics: reward and cost critics regressed on their own GAE returns.
 
-and the problem is solved on three timescales (Tessler et al. Theorem 2): the critic of the
-penalised reward fastest, the policy slower, the multiplier slowest, so that the policy sees an
-almost fixed lambda and lambda sees an almost converged policy. The multiplier follows the
-projected dual ascent of eq. (11):  lambda <- max(0, lambda + eta_lambda * (J_c - d)).
-
-The discrete reading this file uses, once per epoch of `steps_per_epoch` steps:
-
-1. Multiplier: one plain projected gradient step  lambda <- max(0, lambda + lagrangian_lr * (J_c - d))
-   (eq. 11), J_c the mean cost of the episodes that finished this epoch (none finished: lambda is
-   kept). `lagrangian_lr` 5e-4 per unit of episode cost makes lambda the slowest variable: a cost
-   100 over the limit moves it by 0.05 per epoch, one 10 over by 0.005, whereas the policy moves a
-   full KL radius every epoch and the critics take 20 Adam passes.
-2. Penalised critic: the penalised value is V_lambda(s) = V_r(s) - lambda * V_c(s) with separate
-   reward and cost critics (the repository's convention), so a change of lambda reaches the
-   critic at once instead of being re-learned; GAE runs on the penalised signal
-   r - lambda * c with V_lambda (by linearity equal to A_r - lambda * A_c). The penalised
-   advantage is then standardised as a whole. No (1 + lambda) division and no separate
-   standardisation of A_r and A_c: those would change the trade-off r - lambda * c of eq. (8);
-   the whole-batch standardisation does not, and the natural-gradient step below is invariant to
-   the advantage's scale anyway.
-3. Policy: one natural policy gradient step (Kakade 2001) on the surrogate
-   L(theta) = mean[ pi_theta / pi_k * A_hat ]: x = H^-1 g by conjugate gradient on Fisher-vector
-   products (H = Hessian of the mean KL(pi_k || pi_theta), damped), theta <- theta_k + s x with the
-   fixed-radius step s = sqrt(2 delta / x^T H x), H estimated on every 4th state of the batch
-   (--fisher-subsample, as strpo.py). No line search (that would make it TRPO): the measured KL
-   is logged and may differ from delta by the quadratic model's error.
-4. Reward and cost critics regressed on their own GAE returns.
-
-The natural-gradient actor is OmniSafe's choice (its RCPO class extends NaturalPG,
-omnisafe/algorithms/on_policy/naive_lagrange/rcpo.py); Tessler et al. state RCPO for any
-policy-gradient actor-critic. OmniSafe also feeds the actor (A~r - lambda A~c) / (1 + lambda) with
-A~r standardised and A~c centred, and normalises the cost signal (cost_normalize: True in its
-configs/on-policy/RCPO.yaml); step 2 above says why this file does not.
-
-Defaults and where they come from:
-- CG 15 iterations, damping 0.1, target KL 0.01: OmniSafe's RCPO config (configs/on-policy/RCPO.yaml).
-- lambda init 0.001: OmniSafe. lambda lr 5e-4 with plain projected SGD (Tessler's eq. 11), where
-  OmniSafe's RCPO reuses its Adam Lagrange at 0.035 (omnisafe/common/lagrange.py, no cap): eq. (11)
-  is a plain stochastic-approximation
-  step, and its timescale argument needs lambda slower than the policy, which a cost-scale-free
-  Adam step of 0.035 per epoch does not guarantee.
-- gamma 0.99, GAE lambda 0.95, 64x64 tanh, cost limit 25: OmniSafe / SafePO.
-- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
-- 15,000 steps per epoch, 1M steps: the paper's protocol (sTRPO section 5.2), same budget as sTRPO.
+Why these readings (against OmniSafe's RCPO) and where the defaults come from: docs/algorithms/rcpo.md.
 
 Usage:
     python baselines/rcpo.py --env-id SafetyCarCircle1-v0
     python baselines/rcpo.py --env-id SafetyHopperVelocity-v1 --lagrangian-lr 1e-3
-
-docs/algorithms/rcpo.md lists the progress.csv columns and what was measured.
 """
 from __future__ import annotations
 
@@ -65,6 +28,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -87,16 +51,6 @@ except ImportError:
     pass
 if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
     import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
-
-CHECKPOINT_FORMAT_VERSION = 1
-RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
-RESUME_FORMAT_VERSION = 1
-OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
-NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
-VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
-VIDEO_SIZE = 256  # width and height in pixels of recorded frames
-TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
 
 
 @dataclass
@@ -165,262 +119,6 @@ class Args:
     """hidden layer sizes of actor and critics (tanh)"""
 
 
-# ----------------------------------------------------------------------------------------------
-# Argument checks and environments
-# ----------------------------------------------------------------------------------------------
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
-
-
-def validate_args(args: Args) -> None:
-    """One-line errors for bad input, raised before anything is built."""
-    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
-        check_renderer()
-    ids = safety_env_ids()
-    if args.env_id not in ids:
-        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
-        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for name in ("total_timesteps", "num_envs", "steps_per_epoch", "fisher_subsample", "cg_iters", "critic_epochs",
-                 "critic_minibatch_size", "lagrangian_lr", "checkpoint_every"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.steps_per_epoch < args.num_envs:
-        raise SystemExit(f"error: --steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    if args.total_timesteps < args.steps_per_epoch:
-        raise SystemExit(f"error: --total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    if args.cost_limit < 0 or args.lagrangian_multiplier_init < 0:
-        raise SystemExit("error: --cost-limit and --lagrangian-multiplier-init must be non-negative")
-    if not (args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
-        raise SystemExit("error: need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1")
-    if not args.hidden_sizes or min(args.hidden_sizes) <= 0:
-        raise SystemExit(f"error: --hidden-sizes must be positive integers, got {args.hidden_sizes}")
-
-
-def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
-    import torch._dynamo  # noqa: F401
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
-
-
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last
-    call (it writes a file when its episode ends, and the one being recorded when the envs close)."""
-    import wandb
-
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
-        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
-
-
-def is_navigation_task(env_id: str) -> bool:
-    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
-
-
-def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox.
-
-    Safety-Gymnasium rebuilds and recompiles the world's MuJoCo model at every reset, and nearly
-    all of the compile goes to decoding the skybox: six star PNGs, a 3259 x 19554 texture that only
-    a rendered frame shows. Compiled without it, the raw SafetyCarCircle1-v0 vector env runs
-    2.9-4.2x faster (benchmark/results/throughput.md against commit 2c26730's). Observations,
-    rewards and costs are bit-identical (tests/test_envs.py). Rendering and vision envs, and
-    velocity tasks (no world rebuild), are returned unchanged."""
-    import re
-
-    import gymnasium
-    import mujoco
-    import safety_gymnasium.world as world
-
-    builder = env.unwrapped
-    if not hasattr(builder, "task") or builder.render_mode is not None or builder.task.observe_vision:
-        return env
-    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:
-        """safety_gymnasium.world's `mujoco` during a reset: models compile without the skybox."""
-
-        class MjModel:
-            @staticmethod
-            def from_xml_string(xml, *args, **kwargs):
-                return mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(mujoco, name)
-
-    class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # swapped for this env's reset only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
-            try:
-                return self.env.reset(**kwargs)
-            finally:
-                world.mujoco = mujoco
-
-    return WithoutSkybox(env)
-
-
-def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
-    def thunk():
-        import gymnasium
-        import safety_gymnasium
-
-        class SeedEachEpisode(gymnasium.Wrapper):
-            """Episode k of env idx starts from a seed drawn from (reset seed, k), so every episode's start
-            is a function of the run's seed: a resumed run restarts its envs at the episode numbers
-            it saved (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
-
-            def reset(self, *, seed=None, options=None):
-                options = dict(options or {})
-                first_episodes = options.pop("episode", None)
-                if seed is not None:
-                    self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
-                else:  # the vector env's autoreset: the next episode
-                    self.episode += 1
-                episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
-                return self.env.reset(seed=episode_seed, options=options or None)
-
-        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not (capture_video and idx == 0):
-            return SeedEachEpisode(without_skybox(safety_gymnasium.make(env_id)))
-
-        # navigation tasks: the fixed overview camera, the whole arena in view (the circle and its
-        # walls); velocity tasks: MuJoCo's default "track" camera, which follows the robot.
-        # render_mode only adds rendering: observations and dynamics are unchanged (tested).
-        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
-        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
-
-        class KeepRendererOpen(gymnasium.Wrapper):
-            """gymnasium 0.28's recorder closes the env after each video, and a velocity task's MuJoCo
-            renderer then draws black frames from its freed context: ignore that close (the
-            renderer goes with the process; closing frees nothing else here)."""
-
-            def close(self):
-                pass
-
-        # RecordVideo speaks gymnasium's 5-tuple step: safety_gymnasium converts around it (the cost
-        # travels through info and comes back unchanged)
-        return SeedEachEpisode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, KeepRendererOpen, lambda e: gymnasium.wrappers.RecordVideo(
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)))
-
-    return thunk
-
-
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
-                    video_dir: Optional[Path] = None):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
-    With capture_video, env 0 records videos into video_dir."""
-    import safety_gymnasium
-
-    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
-    if use_async:
-        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
-    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
-
-
-# ----------------------------------------------------------------------------------------------
-# Agent: observation normaliser, Gaussian actor, critics
-# ----------------------------------------------------------------------------------------------
-class RunningMeanStd:
-    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
-    algorithm), so the result equals numpy's mean/var over all data seen."""
-
-    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = epsilon
-        self._refresh()
-
-    def update(self, batch: np.ndarray) -> None:
-        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
-        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        self.mean = self.mean + delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var = m2 / total
-        self.count = total
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
-        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
-
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean = np.asarray(state["mean"], np.float64).copy()
-        self.var = np.asarray(state["var"], np.float64).copy()
-        self.count = float(state["count"])
-        self._refresh()
-
-
-def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, std)
-    nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
-    layers, last = [], in_dim
-    for h in hidden_sizes:
-        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
-        last = h
-    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
-    return nn.Sequential(*layers)
-
-
-class Actor(nn.Module):
-    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
-        super().__init__()
-        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
-        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
-
-    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
-
-    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
-        mean, log_std = self(norm_obs)
-        return torch.distributions.Normal(mean, log_std.exp())
-
-
-# ----------------------------------------------------------------------------------------------
-# Lagrange multiplier (eq. 11)
-# ----------------------------------------------------------------------------------------------
 class Lagrange:
     """lambda of the penalised reward r - lambda c, by the projected dual ascent of Tessler et al.
     eq. (11): lambda <- max(0, lambda + lr * (J_c - d)), one plain step per epoch."""
@@ -442,8 +140,50 @@ class Lagrange:
         self.value = max(0.0, self.value + self.lr * (ep_cost - self.cost_limit))
         return self.value
 
+
+def npg_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
+    """One natural policy gradient step in place, with the fixed KL-radius step size and no line
+    search; returns its diagnostics (the measured KL is logged, not enforced). delta: the KL radius
+    of the quadratic model; H = the Fisher matrix, damped by cg_damping, on every fisher_subsample-th
+    state; x = H^-1 g by cg_iters conjugate-gradient iterations."""
+    delta, cg_iters, cg_damping, fisher_subsample = (
+        args.target_kl, args.cg_iters, args.cg_damping, args.fisher_subsample)
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
+
+    def surrogate() -> torch.Tensor:
+        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
+        return (torch.exp(logp - old_logp) * adv).mean()
+
+    params = list(actor.parameters())
+    surr_old = surrogate()
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
+    if not torch.isfinite(g).all():
+        raise FloatingPointError("non-finite policy gradient")
+    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
+    x, cg_residual = conjugate_gradient(
+        lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping), g, cg_iters)
+    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, cg_damping))
+    # the quadratic model of the KL, 0.5 * s^T H s, equals delta for s = sqrt(2 delta / x^T H x) x
+    step_size = torch.sqrt(2 * delta / (xHx + 1e-12))
+    full_step = step_size * x
+    if not torch.isfinite(full_step).all():
+        raise FloatingPointError("non-finite natural-gradient step")
+    surr_old = surr_old.detach()
+    set_flat_params(actor, get_flat_params(actor) + full_step)
+    with torch.no_grad():
+        kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+        surr_new = float(surrogate())
+    if not (math.isfinite(kl) and math.isfinite(surr_new)):
+        raise FloatingPointError("non-finite KL or surrogate after the natural-gradient step")
+    return {"kl": kl, "quadratic_kl": float(0.5 * step_size**2 * xHx), "step_size": float(step_size),
+            "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": float(g @ full_step),
+            "step_norm": float(full_step.norm()), "cg_residual": cg_residual}
+
+
 # ----------------------------------------------------------------------------------------------
-# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics
 # ----------------------------------------------------------------------------------------------
 def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
                 episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -519,104 +259,6 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
-def npg_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, *, delta: float,
-             cg_iters: int = 15, cg_damping: float = 0.1, fisher_subsample: int = 4) -> dict:
-    """One natural policy gradient step in place, with the fixed KL-radius step size and no line
-    search; returns its diagnostics (the measured KL is logged, not enforced). delta: the KL radius
-    of the quadratic model; H = the Fisher matrix, damped by cg_damping, on every fisher_subsample-th
-    state; x = H^-1 g by cg_iters conjugate-gradient iterations."""
-    with torch.no_grad():
-        old_mean, old_log_std = actor(norm_obs)
-        old_logp = torch.distributions.Normal(old_mean, old_log_std.exp()).log_prob(actions).sum(-1)
-
-    def surrogate() -> torch.Tensor:
-        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
-        return (torch.exp(logp - old_logp) * adv).mean()
-
-    params = list(actor.parameters())
-    surr_old = surrogate()
-    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
-    if not torch.isfinite(g).all():
-        raise FloatingPointError("non-finite policy gradient")
-    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
-    x, cg_residual = conjugate_gradient(
-        lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping), g, cg_iters)
-    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, cg_damping))
-    # the quadratic model of the KL, 0.5 * s^T H s, equals delta for s = sqrt(2 delta / x^T H x) x
-    step_size = torch.sqrt(2 * delta / (xHx + 1e-12))
-    full_step = step_size * x
-    if not torch.isfinite(full_step).all():
-        raise FloatingPointError("non-finite natural-gradient step")
-    surr_old = surr_old.detach()
-    set_flat_params(actor, get_flat_params(actor) + full_step)
-    with torch.no_grad():
-        kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
-        surr_new = float(surrogate())
-    if not (math.isfinite(kl) and math.isfinite(surr_new)):
-        raise FloatingPointError("non-finite KL or surrogate after the natural-gradient step")
-    return {"kl": kl, "quadratic_kl": float(0.5 * step_size**2 * xHx), "step_size": float(step_size),
-            "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": float(g @ full_step),
-            "step_norm": float(full_step.norm()), "cg_residual": cg_residual}
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
-# ----------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
-                    args: Args, global_step: int) -> None:
-    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
-    ckpt = {
-        "format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
-        "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
-        "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
-        "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
-                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Load any checkpoint of the repo's common format; clear one-line errors for a missing,
-    corrupt or mismatched file. A different env id with matching dims only warns."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"error: checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
-    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
-        raise SystemExit(f"error: {path} is not a checkpoint of this repository (missing keys)")
-    if ckpt["format_version"] != CHECKPOINT_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    if (obs_dim is not None and ckpt["obs_dim"] != obs_dim) or (act_dim is not None and ckpt["act_dim"] != act_dim):
-        raise SystemExit(f"error: {path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); "
-                         f"this env has obs {obs_dim}, act {act_dim}")
-    if env_id is not None and ckpt["env_id"] != env_id:
-        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"]))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms = RunningMeanStd((ckpt["obs_dim"],))
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms, ckpt
-
-
-def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
-    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
-    with torch.inference_mode():
-        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
-
-
 def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
                 targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
     """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
@@ -639,6 +281,95 @@ def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm
             loss_sums += losses.detach()
             steps += 1
     return (loss_sums / steps).tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+
+
+class RunningMeanStd:
+    """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
+    algorithm), so the result equals numpy's mean/var over all data seen."""
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+        self._refresh()
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean_t = torch.as_tensor(self.mean, dtype=torch.float32)
+        self._std_t = torch.as_tensor(np.sqrt(self.var + 1e-8), dtype=torch.float32)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((obs - self._mean_t) / self._std_t, -OBS_CLIP, OBS_CLIP)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(state["count"])
+        self._refresh()
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float) -> nn.Sequential:
+    layers, last = [], in_dim
+    for h in hidden_sizes:
+        layers += [layer_init(nn.Linear(last, h)), nn.Tanh()]
+        last = h
+    layers.append(layer_init(nn.Linear(last, out_dim), std=out_std))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), LOG_STD_INIT))
+
+    def forward(self, norm_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean_net(norm_obs), self.log_std.expand(norm_obs.shape[0], -1)
+
+    def distribution(self, norm_obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self(norm_obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
+
+# ----------------------------------------------------------------------------------------------
+# Rollout and environments
+# ----------------------------------------------------------------------------------------------
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
+
+
+def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
+    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
+    with torch.inference_mode():
+        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
 
 
 class Rollout:
@@ -720,45 +451,223 @@ class Rollout:
         return self.episode + (self.ep_len > 0)
 
 
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
+                    video_dir: Optional[Path] = None):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
+    With capture_video, env 0 records videos into video_dir."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
+    def thunk():
+        import gymnasium
+        import safety_gymnasium
+
+        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not (capture_video and idx == 0):
+            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
+        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
+        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
+        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
+        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
+        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
+
+    return thunk
+
+
+def seed_each_episode(env, idx: int):
+    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
+    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+    import gymnasium
+
+    class SeedEachEpisode(gymnasium.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            options = dict(options or {})
+            first_episodes = options.pop("episode", None)
+            if seed is not None:
+                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+            else:  # the vector env's autoreset: the next episode
+                self.episode += 1
+            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+            return self.env.reset(seed=episode_seed, options=options or None)
+
+    return SeedEachEpisode(env)
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
 
 # ----------------------------------------------------------------------------------------------
-# Resuming a run (--resume): the state at the end of an epoch, and clean stops
+# Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging
 # ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT_VERSION = 1
+RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
+RESUME_FORMAT_VERSION = 1
+VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    check_common_args(args)
+    require(args.lagrangian_lr > 0, f"--lagrangian-lr must be positive, got {args.lagrangian_lr}")
+    require(min(args.cost_limit, args.lagrangian_multiplier_init) >= 0, "--cost-limit and --lagrangian-multiplier-init must be non-negative")
+    require(args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1, "need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1")
+
+
+def check_common_args(args: Args) -> None:
+    """The checks every script shares, as one-line errors before anything is built: a renderer for
+    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
+    budget of at least one step per env and one epoch, positive hidden sizes."""
+    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
+        check_renderer()
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for f in fields(args):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
+        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
+    require(args.steps_per_epoch >= args.num_envs,
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    require(args.total_timesteps >= args.steps_per_epoch,
+            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
+
+
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def check_renderer() -> None:
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def without_skybox(env):
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
+    import gymnasium
+    import mujoco
+    import safety_gymnasium.world as world
+
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
+    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
+
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+
+    class WithoutSkybox(gymnasium.Wrapper):
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
+            world.mujoco = MujocoWithoutSkybox()
+            try:
+                return self.env.reset(**kwargs)
+            finally:
+                world.mujoco = mujoco
+
+    return WithoutSkybox(env)
+
+
+def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
+    import wandb
+
+    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
+    if new:
+        logged.update(p.name for p in new)
+        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+
+
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """Write run_dir/resume.pt atomically (a kill during the write leaves the previous one): the
-    state_dict of every stateful object (actor, critics, optimisers, normaliser, multiplier), the
-    RNG states and the loop's counters. A non-finite network is refused: a NaN never reaches disk."""
+    """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
+    counters. A non-finite network is refused: a NaN never reaches disk."""
     states = {name: module.state_dict() for name, module in modules.items()}
     for name, module in modules.items():
         if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
             raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    path = run_dir / RESUME_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                **counters}, tmp)
-    os.replace(tmp, path)
+    atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                 **counters}, run_dir / RESUME_FILE)
 
 
 def load_resume(run_dir: str | Path) -> dict:
     """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
     path = Path(run_dir) / RESUME_FILE
-    if not path.is_file():
-        raise SystemExit(f"error: nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+    require(path.is_file(), f"nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
-    if not isinstance(state, dict) or state.get("resume_format") != RESUME_FORMAT_VERSION:
-        raise SystemExit(f"error: {path} is not a resume checkpoint of this version of the repository; start the run again")
-    if state.get("script") != Path(__file__).name:
-        raise SystemExit(f"error: {path} belongs to a {state.get('script')} run; resume it with that script")
+    require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
+            f"{path} is not a resume checkpoint of this version of the repository; start the run again")
+    require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
     return state
 
 
 def restore_resume(state: dict, modules: dict) -> None:
     """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
-    (written by another version of the script) is a one-line error."""
+    (another version of the script) is a one-line error."""
     try:
         for name, module in modules.items():
             module.load_state_dict(state["modules"][name])
@@ -771,30 +680,50 @@ def restore_resume(state: dict, modules: dict) -> None:
 
 
 def resumed_args(cli: Args, state: dict) -> Args:
-    """The arguments the resumed run was started with; flags given with --resume that would change
-    them are ignored, with a warning (a run is one experiment)."""
+    """The arguments the run was started with; flags given with --resume that would change them are
+    ignored, with a warning (a run is one experiment)."""
     try:
         saved = Args(**{**state["args"], "resume": cli.resume})
     except TypeError as exc:
         raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
-    default = Args()
-    ignored = [f.name for f in fields(Args)
-               if getattr(cli, f.name) != getattr(default, f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+    ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
+               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
     if ignored:
-        print(f"warning: --resume continues with the run's saved arguments; ignored: "
-              f"{' '.join('--' + name.replace('_', '-') for name in ignored)}")
+        print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved
 
 
+def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
+    """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
+    folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
+    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json. --track starts or continues wandb."""
+    resume = load_resume(args.resume) if args.resume else None
+    if resume:
+        args = resumed_args(args, resume)
+        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
+            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+            return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
+    validate_args(args)
+    run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
+                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    return args, resume, run_dir
+
+
 def open_progress(path: Path, keep_rows: int):
-    """progress.csv, opened for this run's rows: a new run starts it; a resumed run keeps the rows of
-    the epochs its checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
+    """progress.csv for this run's rows: a new run starts it; a resumed run keeps the rows of the epochs its
+    checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
     if keep_rows == 0:
         return open(path, "w", newline=""), None
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if len(rows) < keep_rows + 1:
-        raise SystemExit(f"error: {path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
+    require(len(rows) >= keep_rows + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(rows[:keep_rows + 1])
@@ -804,40 +733,32 @@ def open_progress(path: Path, keep_rows: int):
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit; a second signal
-    stops at once (the previous epoch's checkpoint stays). Async env workers ignore both signals."""
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit with the --resume command
+    (`exit`); a second signal stops at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
 
     def __init__(self):
-        self.signum = 0
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
 
     def handle(self, signum, frame) -> None:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)",
-              flush=True)
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch's checkpoint (send it again to stop at once)", flush=True)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
     def exit(self, run_dir: Path, csv_file, track: bool) -> None:
-        """End the run after the epoch's checkpoint, saying how to continue it."""
         csv_file.close()
         if track:
             import wandb
-
             wandb.finish()
         print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
         raise SystemExit(128 + self.signum)
 
 
-# ----------------------------------------------------------------------------------------------
-# Logging
-# ----------------------------------------------------------------------------------------------
 def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
     """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
     wandb's charts/ at step global_step; returns the csv writer."""
@@ -859,30 +780,11 @@ def clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
     """Train RCPO, or continue a run with --resume; returns the run folder."""
-    resume = None
-    if args.resume:
-        resume = load_resume(args.resume)
-        args = resumed_args(args, resume)
-        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
-            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return Path(args.resume)  # (killed after its last epoch but before the final checkpoint: train writes it)
-    validate_args(args)
-    if resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
-                   save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
+    args, resume, run_dir = start_run(args)
+    if run_dir is None:
+        return Path(args.resume)
 
     # seeding
     random.seed(args.seed)
@@ -977,8 +879,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
 
         # ---------------- 3. policy: natural gradient step on the penalised reward ----------------
         try:
-            diag = npg_step(actor, b_obs, b_act, penalised_adv, delta=args.target_kl, cg_iters=args.cg_iters,
-                            cg_damping=args.cg_damping, fisher_subsample=args.fisher_subsample)
+            diag = npg_step(actor, b_obs, b_act, penalised_adv, args)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
 

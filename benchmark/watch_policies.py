@@ -98,29 +98,18 @@ def load_policy(path):
 
 
 def check_renderer() -> None:
-    """Recording video needs an off-screen OpenGL renderer: fail now with one line, not after the
-    first episode. A child process renders one frame of a tiny MuJoCo model with the renderer the
-    envs will use (MUJOCO_GL, read when a viewer is made): without a display glfw aborts the whole
-    process and a missing OSMesa fails at `import mujoco`, which only a child survives to report.
-    About a second, paid only when recording. Also loads triton (torch._dynamo) first: loaded after
-    MuJoCo's EGL context exists, it segfaults (tests/test_video.py)."""
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("try:\n"
-             "    import mujoco\n"
-             "    from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer\n"
-             "    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>')\n"
-             "    assert OffScreenViewer(model, mujoco.MjData(model)).render('rgb_array').ndim == 3\n"
-             "except BaseException as exc:\n"
-             "    print(f'{type(exc).__name__}: {exc}'.splitlines()[0][:150], flush=True)\n"
-             "    raise SystemExit(1)\n")
-    try:
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-        reason = None if result.returncode == 0 else (result.stdout.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-    except subprocess.TimeoutExpired:
-        reason = "timed out"
-    if reason is not None:
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
         raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
                          f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
 

@@ -7,6 +7,10 @@ and every benchmark/ script that defines a helper of those. A name that each fil
 (its Args, main, ...) is listed in PER_FILE; an intended difference between copies is listed in
 ALLOWED with its reason. Everything else must match the reference copy (the first file in FILES
 that defines it: strpo.py for most helpers).
+
+A file carries only the helpers it uses (tests/test_budgets.py checks that it calls every one): a
+baseline that never reads a checkpoint has no load_checkpoint. Leaving a helper out is fine; the
+copies a file does carry must be the reference's text.
 """
 import ast
 from pathlib import Path
@@ -84,6 +88,13 @@ def test_the_allow_list_names_only_real_differences():
         for f in files:
             assert f in copies and reference_file is not None and copies[f] != copies[reference_file], \
                 f"ALLOWED[{name!r}][{f!r}] is no longer a difference: remove it"
+
+
+def test_a_file_may_leave_out_a_helper_it_does_not_use():
+    """load_checkpoint is in strpo.py (it reads pi_unsafe) and not in the baselines (they only write
+    checkpoints); the copies that exist are still compared."""
+    assert "load_checkpoint" not in top_level_definitions(ROOT / "baselines" / "trpo_lag.py")
+    assert {"strpo.py", "robustness_attack.py"} <= set(HELPERS["load_checkpoint"])
 
 
 def test_a_copy_edited_alone_is_caught():

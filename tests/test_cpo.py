@@ -20,6 +20,7 @@ complementary slackness. The recovery reference is certified the same way for mi
 """
 import csv
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_cpo_update_in_recovery_lowers_the_cost_surrogate_inside_the_kl_ball():
     m = load_script(CPO)
     actor, obs, actions, reward_adv, cost_adv = tiny_batch(m)
     args = m.Args()
-    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, 10.0, delta=args.target_kl)
+    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, 10.0, args)
     assert diag["cpo_case"] == 0 and diag["accepted"] == 1
     assert diag["cost_surrogate_change"] < 0 and 0 < diag["kl"] <= args.target_kl
 
@@ -164,7 +165,7 @@ def test_cpo_update_far_inside_the_constraint_is_a_trpo_step_that_improves_rewar
     m = load_script(CPO)
     actor, obs, actions, reward_adv, cost_adv = tiny_batch(m, seed=1)
     args = m.Args()
-    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, -10.0, delta=args.target_kl)
+    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, -10.0, args)
     assert diag["cpo_case"] == 3 and diag["accepted"] == 1 and diag["nu_star"] == 0
     assert diag["surrogate_improvement"] > 0 and 0 < diag["kl"] <= args.target_kl
 
@@ -214,8 +215,7 @@ def test_cpo_update_step_before_line_search_equals_independent_qcqp_solve_with_d
     actor, obs, actions, reward_adv, cost_adv, g, b, H, args = dense_problem(m, seed=target_case)
     edge = math.sqrt(2 * args.target_kl * b @ np.linalg.solve(H, b))  # |c| at which the plane touches the ball
     c = {0: 2.0, 1: 0.5, 2: -0.5, 3: -2.0}[target_case] * edge
-    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, c, delta=args.target_kl, cg_iters=args.cg_iters,
-                        cg_damping=args.cg_damping, fisher_subsample=1)  # H on every state, as the dense H
+    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, c, replace(args, fisher_subsample=1))  # H on every state, as the dense H
     assert diag["cpo_case"] == target_case
     ref, feasible = reference_step(H, g, b, c, args.target_kl)
     assert feasible == (target_case != 0)
@@ -234,8 +234,7 @@ def test_cpo_update_accepts_a_case_1_step_that_lowers_reward():
     actor, obs, actions, reward_adv, cost_adv, g, b, H, args = dense_problem(m, seed=5, aligned_cost=True)
     edge = math.sqrt(2 * args.target_kl * b @ np.linalg.solve(H, b))
     theta_k = torch.nn.utils.parameters_to_vector(actor.parameters()).detach().clone()
-    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, 0.5 * edge, delta=args.target_kl, cg_iters=args.cg_iters,
-                        cg_damping=args.cg_damping, fisher_subsample=1)
+    diag = m.cpo_update(actor, obs, actions, reward_adv, cost_adv, 0.5 * edge, replace(args, fisher_subsample=1))
     assert diag["cpo_case"] == 1
     assert g @ diag["step"].numpy() < 0  # the QCQP optimum itself lowers the linearised reward
     assert diag["accepted"] == 1 and diag["surrogate_improvement"] < 0

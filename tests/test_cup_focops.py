@@ -88,8 +88,7 @@ def test_focops_update_reaches_the_optimal_nonparametric_policy_of_a_tiny_gaussi
     # full-batch steps, enough passes to converge; a larger Adam step than a run's so that it takes < 1 s
     args = m.Args(update_epochs=150, minibatch_size=STATES * QUANTILES, focops_lam=lam)
     opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
-    diag = m.focops_update(actor, opt, obs, actions, reward_adv, cost_adv, nu, lam=args.focops_lam, delta=args.kl_bound,
-                           update_epochs=args.update_epochs, minibatch_size=args.minibatch_size)
+    diag = m.focops_update(actor, opt, obs, actions, reward_adv, cost_adv, nu, args)
     shift, log_std = mean_shift_in_sigmas(actor, mu_k, sigma)
     np.testing.assert_allclose(shift, target, atol=SHIFT_TOLERANCE)
     assert log_std == pytest.approx(log_std_k, abs=0.01)  # pi* keeps sigma
@@ -109,9 +108,7 @@ def test_cup_projection_reaches_the_known_minimiser_of_kl_plus_weighted_cost_on_
     cost_adv = torch.tensor(cost_slope, dtype=torch.float32).repeat_interleave(QUANTILES) * offset
     reward_adv = torch.zeros_like(cost_adv)  # the improvement step stays at pi_k
     opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
-    diag = m.cup_update(actor, opt, obs, actions, reward_adv, cost_adv, nu, clip_coef=args.clip_coef, target_kl=args.target_kl,
-                        gamma=args.gamma, gae_lambda=args.gae_lambda, update_epochs=args.update_epochs,
-                        projection_epochs=args.projection_epochs, minibatch_size=args.minibatch_size)
+    diag = m.cup_update(actor, opt, obs, actions, reward_adv, cost_adv, nu, args)
     assert diag["kl_improve"] == 0.0 and diag["cost_surrogate_improved"] == pytest.approx(0.0, abs=1e-6)
     shift, log_std = mean_shift_in_sigmas(actor, mu_k, sigma)
     np.testing.assert_allclose(shift, target, atol=SHIFT_TOLERANCE)

@@ -5,6 +5,7 @@ here independently; the PPO objective with its formula; the TRPO-Lag step with t
 rollout data; and each script runs for real on two Safety-Gymnasium tasks."""
 import csv
 import math
+from dataclasses import replace
 
 import torch._dynamo  # noqa: F401  (before any MuJoCo import: triton after MuJoCo's EGL segfaults)
 
@@ -201,7 +202,7 @@ def test_trpo_lag_accepted_step_stays_inside_the_kl_ball_on_real_rollout_data(ta
         old_mean, old_log_std = actor(norm_obs)
         old_logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
     theta_old = m.get_flat_params(actor)
-    diag = m.trpo_step(actor, norm_obs, actions, joint_adv, delta=target_kl)
+    diag = m.trpo_step(actor, norm_obs, actions, joint_adv, m.Args(target_kl=target_kl))
     with torch.no_grad():
         mean, log_std = actor(norm_obs)
         new_logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
@@ -235,8 +236,7 @@ def test_rcpo_takes_the_full_natural_gradient_step_without_line_search():
     before.load_state_dict(actor.state_dict())
     args = m.Args(target_kl=0.01)
     theta_old = m.get_flat_params(actor)
-    diag = m.npg_step(actor, norm_obs, actions, adv, delta=args.target_kl, cg_iters=args.cg_iters,
-                      cg_damping=args.cg_damping, fisher_subsample=1)  # H on every state, as checked below
+    diag = m.npg_step(actor, norm_obs, actions, adv, replace(args, fisher_subsample=1))  # H on every state, as checked below
     step = m.get_flat_params(actor) - theta_old
     # the step is the whole KL-radius step: 0.5 s^T (H + damping I) s = delta at theta_k
     quad = 0.5 * float(step @ m.fisher_vector_product(before, norm_obs, step, args.cg_damping))
@@ -279,8 +279,11 @@ def test_short_real_run_writes_progress_and_a_checkpoint_every_script_reads(name
         assert int(r["episodes"]) > 0  # Hopper falls, CarCircle episodes last exactly 500 steps
     ckpt = run_dir / f"{args.exp_name}.pt"
     obs_dim, act_dim = ENVS[env_id]
-    actor, rms, meta = m.load_checkpoint(ckpt, env_id=env_id, obs_dim=obs_dim, act_dim=act_dim)
     actor2, rms2, meta2 = reference.load_checkpoint(ckpt, env_id=env_id, obs_dim=obs_dim, act_dim=act_dim)
+    meta = torch.load(ckpt, weights_only=False)  # and the script's own Actor and normaliser read it alike
+    actor, rms = m.Actor(obs_dim, act_dim, tuple(meta["hidden_sizes"])), m.RunningMeanStd((obs_dim,))
+    actor.load_state_dict(meta["actor_state_dict"])
+    rms.load_state_dict(meta["obs_rms"])
     assert meta["algo"] == name[:-3] and meta["global_step"] == 2000 and meta2["env_id"] == env_id
     raw = torch.as_tensor(rms.mean + np.sqrt(rms.var) * np.random.default_rng(0).normal(size=(64, obs_dim)),
                           dtype=torch.float32)

@@ -11,6 +11,7 @@ active) and H is far from a multiple of the identity, so that a reward step alon
 H^-1 g, or an identity metric in KL mode, moves the step by a large fraction of its length.
 """
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -69,8 +70,7 @@ def test_pcpo_update_step_equals_dense_reward_step_and_projection(metric):
     c = -(b @ s_r) + math.sqrt(2 * args.target_kl * b @ np.linalg.solve(H, b))
     ref = reference_pcpo_step(H, g, b, c, args.target_kl, metric)
     assert b @ ref + c == pytest.approx(0.0, abs=1e-12)  # projected onto the plane
-    diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, c, delta=args.target_kl, projection=args.projection,
-                         cg_iters=args.cg_iters, cg_damping=args.cg_damping, fisher_subsample=1)  # H on every state, as the dense H
+    diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, c, replace(args, fisher_subsample=1))  # H on every state, as the dense H
     step = diag["step"].numpy()
     # CG stops at residual norm 1e-5: agreement to 1e-3 of the step's length
     err = np.linalg.norm(step - ref) / np.linalg.norm(ref)
@@ -100,8 +100,7 @@ def test_pcpo_update_takes_a_step_at_c_zero():
     accepted = 0
     for seed in range(4):
         actor, obs, actions, reward_adv, cost_adv, g, b, H, args = dense_problem(m, seed=10 + seed)
-        diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, 0.0, delta=args.target_kl, projection=args.projection,
-                             cg_iters=args.cg_iters, cg_damping=args.cg_damping, fisher_subsample=1)
+        diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, 0.0, replace(args, fisher_subsample=1))
         assert diag["kl"] <= args.target_kl
         assert diag["cost_surrogate_change"] <= diag["cost_tolerance"]
         accepted += diag["accepted"]

@@ -80,8 +80,7 @@ def test_pcpo_update_with_a_violated_constraint_lowers_the_cost_surrogate_in_bot
         cost_adv -= cost_adv.mean()
         reward_adv = cost_adv + 0.3 * torch.randn(512)  # reward pulls toward cost: the projection must push back
         args = m.Args(projection=metric)
-        diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, 0.05, delta=args.target_kl, projection=metric,
-                             fisher_subsample=args.fisher_subsample)
+        diag = m.pcpo_update(actor, obs, actions, reward_adv, cost_adv, 0.05, args)
         assert diag["violation"] > 0 and diag["projection_coef"] > 0, diag
         assert diag["accepted"] == 1 and diag["cost_surrogate_change"] < 0 and diag["kl"] <= args.target_kl, diag
 
@@ -152,9 +151,7 @@ def test_cup_projection_step_lowers_the_cost_surrogate_of_the_improved_policy():
     reward_adv = cost_adv + 0.3 * torch.randn(512)  # the improvement step raises cost
     args = m.Args(update_epochs=3, projection_epochs=3, minibatch_size=128)
     opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
-    diag = m.cup_update(actor, opt, obs, actions, reward_adv, cost_adv, nu=2.0, clip_coef=args.clip_coef, target_kl=args.target_kl,
-                        gamma=args.gamma, gae_lambda=args.gae_lambda, update_epochs=args.update_epochs,
-                        projection_epochs=args.projection_epochs, minibatch_size=args.minibatch_size)
+    diag = m.cup_update(actor, opt, obs, actions, reward_adv, cost_adv, nu=2.0, args=args)
     assert diag["cost_surrogate_improved"] > 0
     assert diag["cost_surrogate_final"] < diag["cost_surrogate_improved"], diag
 
@@ -167,8 +164,7 @@ def test_focops_update_with_a_large_multiplier_lowers_the_cost_surrogate():
     reward_adv = torch.zeros(512)
     args = m.Args(update_epochs=3, minibatch_size=128)
     opt = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
-    diag = m.focops_update(actor, opt, obs, actions, reward_adv, cost_adv, nu=args.nu_max, lam=args.focops_lam, delta=args.kl_bound,
-                           update_epochs=args.update_epochs, minibatch_size=args.minibatch_size)
+    diag = m.focops_update(actor, opt, obs, actions, reward_adv, cost_adv, nu=args.nu_max, args=args)
     assert diag["cost_surrogate"] < 0 and diag["kl"] > 0, diag
 
 

@@ -29,6 +29,11 @@ FLAGS = ["--env-id", "SafetyCarCircle1-v0", "--num-envs", "1", "--vector-mode", 
 PARAMS = [pytest.param(p, id=p.stem) for p in SCRIPTS]
 
 
+def load_checkpoint(path: Path):
+    """Any script's final checkpoint, through strpo.py's loader (the baselines only write them)."""
+    return load_script(ROOT / "strpo.py").load_checkpoint(path)
+
+
 def run(script: Path, *flags: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
@@ -89,10 +94,9 @@ def test_killed_at_a_random_moment_and_resumed_repeats_the_uninterrupted_run(scr
     result = run(script, "--resume", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert epochs_in_progress(run_dir) == list(range(1, EPOCHS + 1))  # each epoch once, none lost
-    m = load_script(script)
-    actor, _, meta = m.load_checkpoint(final_checkpoint(run_dir))
+    actor, _, meta = load_checkpoint(final_checkpoint(run_dir))
     assert meta["global_step"] == 500 * EPOCHS
-    whole_actor, _, _ = m.load_checkpoint(final_checkpoint(whole))
+    whole_actor, _, _ = load_checkpoint(final_checkpoint(whole))
     for (name, a), b in zip(actor.state_dict().items(), whole_actor.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs from the uninterrupted run's"
     with open(run_dir / "progress.csv") as f, open(whole / "progress.csv") as g:
@@ -118,8 +122,8 @@ def test_a_run_killed_between_its_last_epoch_and_its_final_checkpoint_gets_it_on
     final.unlink()
     m = load_script(script)  # in-process: it builds the envs, runs no epoch and writes the final checkpoint
     m.main(m.Args(resume=str(run_dir)))
-    written, _, _ = m.load_checkpoint(final)
-    expected, _, _ = m.load_checkpoint(final_checkpoint(uninterrupted(script)))
+    written, _, _ = load_checkpoint(final)
+    expected, _, _ = load_checkpoint(final_checkpoint(uninterrupted(script)))
     assert all(torch.equal(a, b) for a, b in zip(written.state_dict().values(), expected.state_dict().values()))
     assert epochs_in_progress(run_dir) == list(range(1, EPOCHS + 1))
 

@@ -17,6 +17,11 @@ PAPER_TASKS = ["SafetyCarCircle1-v0", "SafetyCarGoal1-v0", "SafetyAntVelocity-v1
 HOPPER_UNSAFE = ROOT / "unsafe_policies" / "SafetyHopperVelocity-v1.pt"
 
 
+def strpo_step(actor, obs, act, adv, unsafe_mean, unsafe_log_std, exclusion=True, **flags):
+    """s.strpo_step with the flags of strpo.py's Args (their defaults otherwise)."""
+    return s.strpo_step(actor, obs, act, adv, unsafe_mean, unsafe_log_std, s.Args(no_exclusion=not exclusion, **flags))
+
+
 def real_batch(env_id="SafetyHopperVelocity-v1", steps=1500, seed=0):
     """A real on-policy batch: states, actions, a joint advantage from real rewards and costs, and
     the shipped pi_unsafe's outputs on those states."""
@@ -185,10 +190,10 @@ def test_the_step_the_code_takes_is_the_qcqp_optimum_on_a_tiny_actor_with_a_dens
         kl_unsafe_k = float(s.gaussian_kl(um, uls, *actor(obs)).mean())
     for fraction in (-1.05, -0.5, 0.0, 0.3, 0.6, 0.9, 1.5):  # -1.05: inactive for sure; 1.5: infeasible
         b = fraction * max_margin
-        theta_new, diag = s.strpo_step(actor, obs, act, adv, um, uls, delta1=delta1, delta2=b if b >= 0 else 0.0,
-                                       exclusion_target="step" if b >= 0 else "absolute",
-                                       epsilon_excl=b + kl_unsafe_k if b < 0 else 1.0,
-                                       cg_iters=20, fisher_subsample=1)
+        theta_new, diag = strpo_step(actor, obs, act, adv, um, uls, delta1=delta1, delta2=b if b >= 0 else 0.0,
+                                     exclusion_target="step" if b >= 0 else "absolute",
+                                     epsilon_excl=b + kl_unsafe_k if b < 0 else 1.0,
+                                     cg_iters=20, fisher_subsample=1)
         case, _ = reference_qcqp(H, g, phi, b + abs(b) * 0.01, delta1)
         assert diag["qcqp_case"] == case
         if case != "infeasible":  # the step at the margin it aimed at: b (1% inside) or a raised aim
@@ -249,7 +254,7 @@ def test_on_real_batches_accepted_steps_keep_both_measured_constraints_and_nothi
     for seed in (0, 1):
         actor, obs, act, joint, um, uls = real_batch(env_id, steps=1000, seed=seed)
         theta_k = s.get_flat_params(actor)
-        theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, **STEP)
+        theta_new, diag = strpo_step(actor, obs, act, joint, um, uls, **STEP)
         assert torch.equal(s.get_flat_params(actor), theta_k), "strpo_step must leave the actor at theta_k"
         assert "reverse" not in diag["fallback"]
         gain = measured_kl_to(actor, obs, theta_new, um, uls) - measured_kl_to(actor, obs, theta_k, um, uls)
@@ -258,7 +263,7 @@ def test_on_real_batches_accepted_steps_keep_both_measured_constraints_and_nothi
             assert 0 < measured_kl(actor, obs, theta_k, theta_new) <= STEP["delta1"]
             assert gain >= 0.5 * STEP["delta2"]
         far = 1.5 * diag["max_excl_margin"]
-        theta_fb, diag_fb = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, delta2=far)
+        theta_fb, diag_fb = strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, delta2=far)
         assert diag_fb["qcqp_case"] == "infeasible" and diag_fb["fallback"].startswith("exclusion")
         gain_fb = measured_kl_to(actor, obs, theta_fb, um, uls) - measured_kl_to(actor, obs, theta_k, um, uls)
         assert gain_fb >= 0 and measured_kl(actor, obs, theta_k, theta_fb) <= 0.01
@@ -273,8 +278,8 @@ def test_the_default_step_is_accepted_on_hopper_where_the_literal_fixed_weight_i
     kkt_accepted = fixed_accepted = 0
     for seed in (0, 1, 2):
         actor, obs, act, joint, um, uls = real_batch("SafetyHopperVelocity-v1", steps=1500, seed=seed)
-        _, kkt = s.strpo_step(actor, obs, act, joint, um, uls, **STEP)
-        _, fixed = s.strpo_step(actor, obs, act, joint, um, uls, **STEP, lambda2_mode="fixed", lambda2=1.0, fallback="none")
+        _, kkt = strpo_step(actor, obs, act, joint, um, uls, **STEP)
+        _, fixed = strpo_step(actor, obs, act, joint, um, uls, **STEP, lambda2_mode="fixed", lambda2=1.0, fallback="none")
         kkt_accepted += kkt["accepted"]
         fixed_accepted += fixed["accepted"]
         if kkt["accepted"]:
@@ -297,7 +302,7 @@ def test_a_misestimated_phi_cannot_get_a_step_accepted_that_moves_toward_pi_unsa
     monkeypatch.setattr(s, "exclusion_gradient", lambda *a, **k: torch.randn(true_phi.shape, generator=gen) * true_phi.norm())
     accepted = moved = 0
     for _ in range(12):
-        theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, delta2=0.01)
+        theta_new, diag = strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, delta2=0.01)
         gain = measured_kl_to(actor, obs, theta_new, um, uls) - before
         accepted += diag["accepted"]
         moved += bool(torch.any(theta_new != theta_k))
@@ -316,7 +321,7 @@ def test_fallbacks_when_phi_is_zero_and_the_reverse_option_is_eq_10_read_literal
         um, uls = actor(obs)
     theta_k = s.get_flat_params(actor)
     for fallback in ("exclusion", "none", "reverse"):
-        theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, **STEP, fallback=fallback)
+        theta_new, diag = strpo_step(actor, obs, act, joint, um, uls, **STEP, fallback=fallback)
         assert diag["qcqp_case"] == "infeasible" and diag["accepted"] == 0 and diag["phi_norm"] < 1e-6
         if fallback == "reverse":
             assert diag["fallback"] == "reverse" and float((theta_new - theta_k).norm()) > 0
@@ -333,12 +338,12 @@ def test_absolute_exclusion_target_is_inactive_far_from_pi_unsafe_and_active_nea
     actor, obs, act, joint, um, uls = real_batch("SafetyCarCircle1-v0", steps=1000, seed=3)
     theta_k = s.get_flat_params(actor)
     kl_k = measured_kl_to(actor, obs, theta_k, um, uls)
-    _, slack = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion_target="absolute", epsilon_excl=0.5 * kl_k)
+    _, slack = strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion_target="absolute", epsilon_excl=0.5 * kl_k)
     assert slack["qcqp_case"] == "inactive" and slack["lambda2_used"] == 0 and slack["required_excl_margin"] < 0
-    _, trpo = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion=False)
+    _, trpo = strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion=False)
     assert slack["surrogate_change"] == pytest.approx(trpo["surrogate_change"], rel=1e-6)
     target = kl_k + 0.5 * slack["max_excl_margin"]
-    theta_new, near = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion_target="absolute", epsilon_excl=target)
+    theta_new, near = strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion_target="absolute", epsilon_excl=target)
     assert near["qcqp_case"] == "active" and near["lambda2_used"] > 0
     if near["accepted"]:
         assert measured_kl_to(actor, obs, theta_new, um, uls) >= kl_k + 0.5 * (target - kl_k)
@@ -369,10 +374,9 @@ def test_pid_multiplier_rises_over_the_limit_falls_under_it_and_cannot_wind_up()
 def test_no_exclusion_reduces_to_trpo_on_the_joint_advantage():
     actor, obs, act, joint, um, uls = real_batch(seed=4)
     theta_k = s.get_flat_params(actor)
-    theta_new, diag = s.strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion=False)
+    theta_new, diag = strpo_step(actor, obs, act, joint, um, uls, delta1=0.01, exclusion=False)
     assert diag["lambda2_used"] == 0 and diag["phi_norm"] == 0
-    diag_trpo = u.trpo_step(actor, obs, act, joint, delta=0.01, cg_iters=15, cg_damping=0.1, fisher_subsample=4,
-                            backtrack_iters=15, backtrack_coeff=0.8)  # unsafe_cvar_trpo's plain TRPO step
+    diag_trpo = u.trpo_step(actor, obs, act, joint, u.Args(target_kl=0.01))  # unsafe_cvar_trpo's plain TRPO step (defaults as strpo.py's)
     torch.testing.assert_close(theta_new, s.get_flat_params(actor), rtol=1e-5, atol=1e-7)
     assert diag["backtracks"] == diag_trpo["backtracks"]
     s.set_flat_params(actor, theta_k)

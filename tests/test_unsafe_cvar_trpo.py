@@ -76,7 +76,7 @@ def test_trpo_update_on_real_rollout_never_exceeds_delta_in_measured_kl(seed):
     with torch.no_grad():
         old_mean, old_log_std = actor(norm_obs)
     theta_old = m.get_flat_params(actor)
-    diag = m.trpo_step(actor, norm_obs, actions, adv, delta=args.target_kl)
+    diag = m.trpo_step(actor, norm_obs, actions, adv, args)
     with torch.no_grad():
         new_mean, new_log_std = actor(norm_obs)
         var0, var1 = (2 * old_log_std).exp(), (2 * new_log_std).exp()
