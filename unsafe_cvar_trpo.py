@@ -2,42 +2,22 @@
 
 Paper: Rahman et al., "Safe, Trust Region Policy Optimization for Constrained RL", section 4.1,
 eq. (3)-(4), ablation C.2. sTRPO later keeps its own policy away from the policy trained here.
+Once per epoch:
 
-    phi_{k+1} = argmax_phi  E_t[ pi_phi(a_t|s_t) / pi_phi_old(a_t|s_t) * A^c_t ]
-                s.t.        mean_s KL(pi_phi_old(.|s) || pi_phi(.|s)) <= delta          (eq. 3)
+1. cost advantages: `--critic cvar` (default, the paper's DTRPO_Unsafe) GAE over the CVaR TD residual
+       xi_t = c_t + gamma * V_CVaR(s_{t+1}) - V_CVaR(s_t)                                (eq. 4)
+   with V_CVaR(s) the mean of the upper alpha fraction of the quantile critic's sorted quantiles;
+   `--critic mean` (the TRPO_Unsafe ablation) GAE with a mean cost critic; standardised
+2. the TRPO step on the cost surrogate:
+       phi_{k+1} = argmax_phi  E_t[ pi_phi(a_t|s_t) / pi_phi_old(a_t|s_t) * A^c_t ]
+                   s.t.        mean_s KL(pi_phi_old(.|s) || pi_phi(.|s)) <= delta       (eq. 3)
+   x = H^-1 g by conjugate gradient, step sqrt(2 delta / x^T H x) x, backtracking until the
+   measured mean KL is <= delta and the surrogate improves
+3. critics: the quantile critic by the quantile-Huber loss on SR(lambda) targets (Nam et al. 2021),
+   built once per epoch from the critic the rollout used; the mean critics on their GAE returns.
+The environment reward is logged, never optimised (unless --reward-weight).
 
-`--critic cvar` (default, the paper's DTRPO_Unsafe): a quantile critic Z(s) with N quantiles,
-trained with the quantile-Huber loss on multi-step distributional targets, SR(lambda) (Nam et al.
-2021): samples of the lambda-return distribution built backwards from c_t and Z(s_{t+1}). Its
-CVaR_alpha value V_CVaR(s) = mean of the upper alpha fraction of the sorted quantiles (the
-high-cost tail). The cost advantage is GAE over the CVaR TD residual
-
-    xi_t = c_t + gamma * V_CVaR(s_{t+1}) - V_CVaR(s_t)                                  (eq. 4)
-
-`--critic mean` (the paper's TRPO_Unsafe ablation): a plain mean cost critic regressed on its GAE
-returns. The environment reward is logged, never optimised.
-
-Choices this file makes where the paper is silent (see SPEC.md sections 3-4):
-- The TRPO step (Schulman et al. 2015): natural gradient x = H^-1 g by conjugate gradient on
-  Fisher-vector products (damped), step sqrt(2 delta / x^T H x), backtracking line search that
-  accepts only a step with *measured* mean KL <= delta and an improved surrogate.
-- Advantages are standardised over the batch before the policy step (as in TRPO/OmniSafe).
-- Observation normaliser: running mean/var owned by the agent (saved in the checkpoint). It is
-  refreshed with the epoch's raw observations right after the rollout and then held fixed for
-  the whole update, so pi_k, the surrogate and the measured KL all see one normaliser.
-- The SR(lambda) targets (lambda = --critic-lambda, 0.95) are built once per epoch from the critic
-  the rollout used and held fixed during the critic's passes. A terminated step's target is c_t
-  alone; a truncated one bootstraps from Z(final observation). One-step targets (lambda = 0)
-  propagate the cost one step per epoch: after 30 epochs V_CVaR saw ~30 steps ahead (docs/results.md, C.2).
-- progress.csv checks the critic against the cost-to-go the epoch's episodes actually collected
-  (ctg_mean vs value_mean; tail_frac, ctg_tail vs cvar_tail for the upper tail; README, "π_unsafe's quantile critic").
-- `--reward-weight w` (default 0, the paper's objective) makes pi_unsafe maximise c + w * r. The
-  velocity costs are sparse for a fresh policy (a random Ant crosses its speed limit about once
-  per episode), so a cost-only signal barely moves it; the task reward drives the agent to run,
-  and running fast is what the cost counts. The shipped Ant pi_unsafe uses it (unsafe_policies/README.md).
-- Critics: Adam lr 3e-3, 20 passes of 512-sample minibatches per epoch (README, "Critics").
-  The quantile critic uses the same setting and loop (fit_quantile_critics: fit_critics with the
-  quantile-Huber loss instead of the MSE); the measurement behind it used mean critics.
+Why each choice, and the critic's calibration columns: docs/algorithms/unsafe_cvar_trpo.md.
 
 Usage:
     python unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0
@@ -77,16 +57,6 @@ except ImportError:
     pass
 if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
     import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
-
-CHECKPOINT_FORMAT_VERSION = 1
-RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
-RESUME_FORMAT_VERSION = 1
-OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
-NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
-VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
-VIDEO_SIZE = 256  # width and height in pixels of recorded frames
-TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
 
 
 @dataclass
@@ -174,173 +144,260 @@ class Args:
     """hidden layer sizes of actor and critic (tanh)"""
 
 
-# ----------------------------------------------------------------------------------------------
-# Argument checks and environments
-# ----------------------------------------------------------------------------------------------
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
+    """One TRPO update of eq. (3) in place; returns its diagnostics. The actor is left unchanged
+    when no backtracking step is acceptable. delta: the KL radius of eq. (3) (quadratic model and
+    measured-KL line search); H = the Fisher matrix, damped by cg_damping, on every
+    fisher_subsample-th state; x = H^-1 g by cg_iters conjugate-gradient iterations; backtracking
+    over backtrack_coeff^j, j < backtrack_iters."""
+    delta, cg_iters, cg_damping, fisher_subsample, backtrack_iters, backtrack_coeff = (
+        args.target_kl, args.cg_iters, args.cg_damping, args.fisher_subsample, args.backtrack_iters, args.backtrack_coeff)
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+        old_dist = torch.distributions.Normal(old_mean, old_log_std.exp())
+        old_logp = old_dist.log_prob(actions).sum(-1)
 
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+    def surrogate() -> torch.Tensor:
+        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
+        return (torch.exp(logp - old_logp) * adv).mean()
 
-
-def validate_args(args: Args) -> None:
-    """One-line errors for bad input, raised before anything is built."""
-    check_common_args(args)
-    epochs = args.total_timesteps // (args.steps_per_epoch // args.num_envs * args.num_envs)
-    require(all(1 <= k <= epochs for k in args.save_policies_at),
-            f"--save-policies-at takes epochs between 1 and {epochs}, got {list(args.save_policies_at)}")
-    require(0.0 <= args.critic_lambda <= 1.0, f"--critic-lambda must lie in [0, 1], got {args.critic_lambda}")
-    require(0.0 < args.cvar_alpha <= 1.0, f"--cvar-alpha must lie in (0, 1], got {args.cvar_alpha}")
-    require(args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1,
-            "need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
-
-
-def check_renderer() -> None:
-    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
-    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
-    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
-    import torch._dynamo  # noqa: F401
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
-             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
-             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
-
-
-def check_common_args(args: Args) -> None:
-    """The checks every script shares, as one-line errors before anything is built: a renderer for
-    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
-    budget of at least one step per env and one epoch, positive hidden sizes."""
-    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
-        check_renderer()
-    ids = safety_env_ids()
-    if args.env_id not in ids:
-        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
-        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
-    for f in fields(args):
-        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
-        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
-        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
-    require(args.steps_per_epoch >= args.num_envs,
-            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    require(args.total_timesteps >= args.steps_per_epoch,
-            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
-            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+    params = list(actor.parameters())
+    surr_old = surrogate()
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
+    if not torch.isfinite(g).all():
+        raise FloatingPointError("non-finite policy gradient")
+    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
+    x, cg_residual = conjugate_gradient(
+        lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping), g, cg_iters)
+    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, cg_damping))
+    # the quadratic model of the KL, 0.5 * s^T H s, equals delta for s = sqrt(2 delta / x^T H x) x
+    step_size = torch.sqrt(2 * delta / (xHx + 1e-12))
+    full_step = step_size * x
+    if not torch.isfinite(full_step).all():
+        raise FloatingPointError("non-finite natural-gradient step")
+    theta_old = get_flat_params(actor)
+    expected_improve = float(g @ full_step)
+    surr_old = surr_old.detach()
+    accepted, kl, surr_new = False, 0.0, float(surr_old)
+    for j in range(backtrack_iters):
+        frac = backtrack_coeff**j
+        set_flat_params(actor, theta_old + frac * full_step)
+        with torch.no_grad():
+            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
+            surr_new = float(surrogate())
+        # the quadratic KL model can be wrong far from theta_k: accept on the *measured* KL
+        if math.isfinite(kl) and math.isfinite(surr_new) and kl <= delta and surr_new > float(surr_old):
+            accepted = True
+            break
+    if not accepted:
+        set_flat_params(actor, theta_old)
+        kl, surr_new = 0.0, float(surr_old)
+    return {"kl": kl, "accepted": int(accepted), "backtracks": j if accepted else backtrack_iters,
+            "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": expected_improve,
+            "step_norm": float(step_size * x.norm()), "cg_residual": cg_residual}
 
 
-def require(condition: bool, message: str) -> None:
-    """A one-line error for bad input."""
-    if not condition:
-        raise SystemExit(f"error: {message}")
+def cvar_from_quantiles(quantiles: torch.Tensor, alpha: float) -> torch.Tensor:
+    """CVaR_alpha of the cost distribution: the mean of its upper alpha fraction of quantiles
+    (sorted first: a quantile network's outputs may cross)."""
+    n_tail = max(1, int(math.ceil(alpha * quantiles.shape[-1])))
+    return torch.sort(quantiles, dim=-1).values[..., -n_tail:].mean(-1)
 
 
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
-    import wandb
+def sr_lambda_targets(signal: np.ndarray, next_quantiles: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
+                      gamma: float, lam: float, rng: np.random.Generator) -> np.ndarray:
+    """Multi-step distributional targets by sample replacement, SR(lambda) (Nam et al. 2021, GMAC).
 
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
-        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
-
-
-def is_navigation_task(env_id: str) -> bool:
-    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
-
-
-def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
-    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
-    import gymnasium
-    import mujoco
-    import safety_gymnasium.world as world
-
-    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
-        return env  # rendering, vision and velocity envs come back unchanged
-    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
-        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
-            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
-        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
-
-    class WithoutSkybox(gymnasium.Wrapper):
-        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
-            try:
-                return self.env.reset(**kwargs)
-            finally:
-                world.mujoco = mujoco
-
-    return WithoutSkybox(env)
+    signal [T, E] per-step cost; next_quantiles [T, E, N] the critic's sorted quantiles of Z(s_{t+1})
+    (of the final observation where an episode was truncated). Going backwards, each of the N target
+    samples of step t is c_t + gamma * X, where X is the matching sample of step t+1's target with
+    probability lam, else the critic's quantile of Z(s_{t+1}): a sample of the lambda-return
+    distribution, a mixture of n-step returns with weights (1 - lam) lam^(n-1). A terminated step
+    bootstraps from 0, a truncated one (and the batch's last step) from Z(s_{t+1}) alone. lam = 0 gives
+    the one-step targets c_t + gamma * Z(s_{t+1}). Returns [T, E, N]."""
+    targets = np.empty_like(next_quantiles)
+    carry = next_quantiles[-1]
+    for t in reversed(range(signal.shape[0])):
+        keep = (rng.random(carry.shape) < lam) & (episode_end[t, :, None] == 0)
+        targets[t] = signal[t, :, None] + gamma * (1.0 - terminated[t, :, None]) * np.where(keep, carry, next_quantiles[t])
+        carry = targets[t]
+    return targets
 
 
-def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
-    def thunk():
-        import gymnasium
-        import safety_gymnasium
-
-        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if not (capture_video and idx == 0):
-            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
-        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
-        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
-        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
-        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
-        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
-        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
-        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
-            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
-        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
-
-    return thunk
+def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float) -> torch.Tensor:
+    """QR-DQN quantile-Huber loss. pred [B, N] quantiles at taus, target [B, M] samples.
+    rho_tau(u) = |tau - 1{u < 0}| * Huber_kappa(u) / kappa with u_ij = target_j - pred_i, summed over
+    i, averaged over j and B. torch's fused huber_loss is 3-4x faster than writing Huber out."""
+    pred_ij, target_ij = torch.broadcast_tensors(pred.unsqueeze(2), target.unsqueeze(1))  # [B, N, M]
+    huber = F.huber_loss(pred_ij, target_ij, reduction="none", delta=kappa)
+    weight = (taus.view(1, -1, 1) - (target_ij < pred_ij).float()).abs()  # u < 0  <=>  target < pred
+    return (weight * huber).mean(2).sum(1).mean() / kappa
 
 
-def seed_each_episode(env, idx: int):
-    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
-    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
-    import gymnasium
+def fit_quantile_critics(critics: list[QuantileCritic], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                         targets: list[torch.Tensor], epochs: int, minibatch_size: int, kappa: float) -> list[float]:
+    """fit_critics with the quantile-Huber loss of QR-DQN (quantile_huber_loss, threshold kappa) in
+    place of the MSE: each quantile critic Z(s) is regressed on its distributional TD targets [B, N].
+    The loop is fit_critics' line for line (same shuffles, one optimiser step on the summed losses per
+    minibatch, loss averaged over every minibatch of every pass, FloatingPointError before a step on
+    a non-finite loss); only the loss differs."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([quantile_huber_loss(critic(norm_obs[idx]), target[idx], critic.taus, kappa)
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
 
-    class SeedEachEpisode(gymnasium.Wrapper):
-        def reset(self, *, seed=None, options=None):
-            options = dict(options or {})
-            first_episodes = options.pop("episode", None)
-            if seed is not None:
-                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
-            else:  # the vector env's autoreset: the next episode
-                self.episode += 1
-            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
-            return self.env.reset(seed=episode_seed, options=options or None)
 
-    return SeedEachEpisode(env)
+def realised_cost_to_go(signal: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray, gamma: float,
+                        tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Discounted cost-to-go G_t actually collected from each state of a [T, E] batch, and where it is
+    known: the episode terminated inside the batch, or at least H steps of it follow with
+    gamma^H <= tolerance (the unseen rest then weighs at most tolerance of the horizon's sum)."""
+    horizon = math.ceil(math.log(tolerance) / math.log(gamma)) if gamma < 1 else signal.shape[0] + 1
+    ctg, known = np.zeros_like(signal, np.float64), np.zeros(signal.shape, bool)
+    g, steps, exact = np.zeros(signal.shape[1]), np.zeros(signal.shape[1]), np.zeros(signal.shape[1], bool)
+    for t in reversed(range(signal.shape[0])):
+        cont = episode_end[t] == 0
+        g = signal[t] + gamma * cont * g
+        steps = 1 + cont * steps
+        exact = (terminated[t] == 1) | (cont & exact)
+        ctg[t], known[t] = g, exact | (steps >= horizon)
+    return ctg, known
 
 
-def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
-                    video_dir: Optional[Path] = None):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
-    With capture_video, env 0 records videos into video_dir."""
-    import safety_gymnasium
-
-    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
-    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
-    if use_async:
-        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
-    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+def calibration(quantiles: torch.Tensor, ctg: np.ndarray, alpha: float) -> dict:
+    """progress.csv's check of the critic against the realised cost-to-go G of the same states
+    (sorted quantiles [B, N], or the mean critic's values [B, 1]; G [B]). Calibrated: value_mean =
+    ctg_mean; a fraction alpha of the states has G above its VaR_{1-alpha}(s) (the boundary of the
+    upper alpha quantiles), and on those states the mean G equals the mean V_CVaR(s)."""
+    out = {"ctg_mean": float(ctg.mean()) if len(ctg) else float("nan"),
+           "value_mean": float(quantiles.mean()) if len(ctg) else float("nan")}
+    q, n_tail = quantiles.numpy(), max(1, int(math.ceil(alpha * quantiles.shape[-1])))
+    if len(ctg) == 0 or n_tail == q.shape[1]:  # no tail boundary (mean critic, or alpha = 1)
+        return {**out, "tail_frac": float("nan"), "ctg_tail": float("nan"), "cvar_tail": float("nan")}
+    tail = ctg > (q[:, -n_tail - 1] + q[:, -n_tail]) / 2
+    return {**out, "tail_frac": float(tail.mean()), "ctg_tail": float(ctg[tail].mean()) if tail.any() else float("nan"),
+            "cvar_tail": float(q[tail, -n_tail:].mean()) if tail.any() else float("nan")}
 
 
 # ----------------------------------------------------------------------------------------------
-# Agent: observation normaliser, Gaussian actor, critics
+# Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics
 # ----------------------------------------------------------------------------------------------
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
+    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
+    The recursion is cut wherever an episode ended (terminated or truncated).
+    Returns (advantages, returns = advantages + values)."""
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(T)):
+        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
+        adv[t] = carry
+    return adv, adv + values
+
+
+def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = torch.dot(r, r)
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / torch.dot(p, Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = torch.dot(r, r)
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, float(torch.sqrt(rr))
+
+
+def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
+    """KL(N0 || N1) per state, summed over action dims."""
+    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
+    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
+
+
+def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
+    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
+    mean, log_std = actor(norm_obs)
+    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+
+
+def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
+    by double backpropagation (Pearlmutter); H is never formed."""
+    params = list(actor.parameters())
+    with torch.no_grad():
+        old_mean, old_log_std = actor(norm_obs)
+    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
+    grads = torch.autograd.grad(kl, params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    hvp = torch.autograd.grad(flat_grad @ v, params)
+    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
+
+
+def get_flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
+    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
+    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
+    offset = 0
+    for p in module.parameters():
+        p.data = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+
+
+def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
+    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
+    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
+    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
+    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
+    before any step is taken with it."""
+    loss_sums, steps = torch.zeros(len(critics)), 0
+    for _ in range(epochs):
+        perm = torch.randperm(norm_obs.shape[0])
+        for start in range(0, norm_obs.shape[0], minibatch_size):
+            idx = perm[start:start + minibatch_size]
+            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
+                                  for critic, target in zip(critics, targets)])
+            if not torch.isfinite(losses).all():
+                raise FloatingPointError("non-finite critic loss")
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach()
+            steps += 1
+    return (loss_sums / steps).tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: observation normaliser, Gaussian actor, critics
+# ----------------------------------------------------------------------------------------------
+OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
+
+
 class RunningMeanStd:
     """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
     algorithm), so the result equals numpy's mean/var over all data seen."""
@@ -422,253 +479,10 @@ class QuantileCritic(nn.Module):
         return self.net(norm_obs)
 
 
-def cvar_from_quantiles(quantiles: torch.Tensor, alpha: float) -> torch.Tensor:
-    """CVaR_alpha of the cost distribution: the mean of its upper alpha fraction of quantiles
-    (sorted first: a quantile network's outputs may cross)."""
-    n_tail = max(1, int(math.ceil(alpha * quantiles.shape[-1])))
-    return torch.sort(quantiles, dim=-1).values[..., -n_tail:].mean(-1)
-
-
-def sr_lambda_targets(signal: np.ndarray, next_quantiles: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
-                      gamma: float, lam: float, rng: np.random.Generator) -> np.ndarray:
-    """Multi-step distributional targets by sample replacement, SR(lambda) (Nam et al. 2021, GMAC).
-
-    signal [T, E] per-step cost; next_quantiles [T, E, N] the critic's sorted quantiles of Z(s_{t+1})
-    (of the final observation where an episode was truncated). Going backwards, each of the N target
-    samples of step t is c_t + gamma * X, where X is the matching sample of step t+1's target with
-    probability lam, else the critic's quantile of Z(s_{t+1}): a sample of the lambda-return
-    distribution, a mixture of n-step returns with weights (1 - lam) lam^(n-1). A terminated step
-    bootstraps from 0, a truncated one (and the batch's last step) from Z(s_{t+1}) alone. lam = 0 gives
-    the one-step targets c_t + gamma * Z(s_{t+1}). Returns [T, E, N]."""
-    targets = np.empty_like(next_quantiles)
-    carry = next_quantiles[-1]
-    for t in reversed(range(signal.shape[0])):
-        keep = (rng.random(carry.shape) < lam) & (episode_end[t, :, None] == 0)
-        targets[t] = signal[t, :, None] + gamma * (1.0 - terminated[t, :, None]) * np.where(keep, carry, next_quantiles[t])
-        carry = targets[t]
-    return targets
-
-
-def realised_cost_to_go(signal: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray, gamma: float,
-                        tolerance: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
-    """Discounted cost-to-go G_t actually collected from each state of a [T, E] batch, and where it is
-    known: the episode terminated inside the batch, or at least H steps of it follow with
-    gamma^H <= tolerance (the unseen rest then weighs at most tolerance of the horizon's sum)."""
-    horizon = math.ceil(math.log(tolerance) / math.log(gamma)) if gamma < 1 else signal.shape[0] + 1
-    ctg, known = np.zeros_like(signal, np.float64), np.zeros(signal.shape, bool)
-    g, steps, exact = np.zeros(signal.shape[1]), np.zeros(signal.shape[1]), np.zeros(signal.shape[1], bool)
-    for t in reversed(range(signal.shape[0])):
-        cont = episode_end[t] == 0
-        g = signal[t] + gamma * cont * g
-        steps = 1 + cont * steps
-        exact = (terminated[t] == 1) | (cont & exact)
-        ctg[t], known[t] = g, exact | (steps >= horizon)
-    return ctg, known
-
-
-def calibration(quantiles: torch.Tensor, ctg: np.ndarray, alpha: float) -> dict:
-    """progress.csv's check of the critic against the realised cost-to-go G of the same states
-    (sorted quantiles [B, N], or the mean critic's values [B, 1]; G [B]). Calibrated: value_mean =
-    ctg_mean; a fraction alpha of the states has G above its VaR_{1-alpha}(s) (the boundary of the
-    upper alpha quantiles), and on those states the mean G equals the mean V_CVaR(s)."""
-    out = {"ctg_mean": float(ctg.mean()) if len(ctg) else float("nan"),
-           "value_mean": float(quantiles.mean()) if len(ctg) else float("nan")}
-    q, n_tail = quantiles.numpy(), max(1, int(math.ceil(alpha * quantiles.shape[-1])))
-    if len(ctg) == 0 or n_tail == q.shape[1]:  # no tail boundary (mean critic, or alpha = 1)
-        return {**out, "tail_frac": float("nan"), "ctg_tail": float("nan"), "cvar_tail": float("nan")}
-    tail = ctg > (q[:, -n_tail - 1] + q[:, -n_tail]) / 2
-    return {**out, "tail_frac": float(tail.mean()), "ctg_tail": float(ctg[tail].mean()) if tail.any() else float("nan"),
-            "cvar_tail": float(q[tail, -n_tail:].mean()) if tail.any() else float("nan")}
-
-
-def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Tensor, kappa: float) -> torch.Tensor:
-    """QR-DQN quantile-Huber loss. pred [B, N] quantiles at taus, target [B, M] samples.
-    rho_tau(u) = |tau - 1{u < 0}| * Huber_kappa(u) / kappa with u_ij = target_j - pred_i, summed over
-    i, averaged over j and B. torch's fused huber_loss is 3-4x faster than writing Huber out."""
-    pred_ij, target_ij = torch.broadcast_tensors(pred.unsqueeze(2), target.unsqueeze(1))  # [B, N, M]
-    huber = F.huber_loss(pred_ij, target_ij, reduction="none", delta=kappa)
-    weight = (taus.view(1, -1, 1) - (target_ij < pred_ij).float()).abs()  # u < 0  <=>  target < pred
-    return (weight * huber).mean(2).sum(1).mean() / kappa
-
-
 # ----------------------------------------------------------------------------------------------
-# Math helpers: GAE, conjugate gradient, Fisher-vector product, flat parameters
+# Rollout and environments
 # ----------------------------------------------------------------------------------------------
-def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
-                episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
-    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
-    The recursion is cut wherever an episode ended (terminated or truncated).
-    Returns (advantages, returns = advantages + values)."""
-    T = rewards.shape[0]
-    adv = np.zeros_like(rewards, dtype=np.float64)
-    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
-    carry = np.zeros(rewards.shape[1:], np.float64)
-    for t in reversed(range(T)):
-        carry = deltas[t] + gamma * lam * (1.0 - episode_end[t]) * carry
-        adv[t] = carry
-    return adv, adv + values
-
-
-def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
-    """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
-    rr = torch.dot(r, r)
-    for _ in range(iters):
-        if rr <= residual_tol:
-            break
-        Ap = Avp(p)
-        alpha = rr / torch.dot(p, Ap)
-        x += alpha * p
-        r -= alpha * Ap
-        rr_new = torch.dot(r, r)
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x, float(torch.sqrt(rr))
-
-
-def gaussian_kl(mean0, log_std0, mean1, log_std1) -> torch.Tensor:
-    """KL(N0 || N1) per state, summed over action dims."""
-    var0, var1 = (2 * log_std0).exp(), (2 * log_std1).exp()
-    return (log_std1 - log_std0 + (var0 + (mean0 - mean1).pow(2)) / (2 * var1) - 0.5).sum(-1)
-
-
-def mean_kl(actor: Actor, norm_obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor) -> torch.Tensor:
-    """mean_s KL(pi_old(.|s) || pi_theta(.|s)) with pi_old given by its (detached) outputs."""
-    mean, log_std = actor(norm_obs)
-    return gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
-
-
-def fisher_vector_product(actor: Actor, norm_obs: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
-    """(H + damping I) v with H = Hessian of the mean KL(pi_k || pi_theta) at theta = theta_k,
-    by double backpropagation (Pearlmutter); H is never formed."""
-    params = list(actor.parameters())
-    with torch.no_grad():
-        old_mean, old_log_std = actor(norm_obs)
-    kl = mean_kl(actor, norm_obs, old_mean, old_log_std)
-    grads = torch.autograd.grad(kl, params, create_graph=True)
-    flat_grad = torch.cat([g.reshape(-1) for g in grads])
-    hvp = torch.autograd.grad(flat_grad @ v, params)
-    return torch.cat([h.reshape(-1) for h in hvp]) + damping * v
-
-
-def get_flat_params(module: nn.Module) -> torch.Tensor:
-    return torch.nn.utils.parameters_to_vector(module.parameters()).detach().clone()
-
-
-def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
-    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
-    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
-    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
-    offset = 0
-    for p in module.parameters():
-        p.data = flat[offset:offset + p.numel()].view_as(p).clone()
-        offset += p.numel()
-
-
-def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, args: Args) -> dict:
-    """One TRPO update of eq. (3) in place; returns its diagnostics. The actor is left unchanged
-    when no backtracking step is acceptable. delta: the KL radius of eq. (3) (quadratic model and
-    measured-KL line search); H = the Fisher matrix, damped by cg_damping, on every
-    fisher_subsample-th state; x = H^-1 g by cg_iters conjugate-gradient iterations; backtracking
-    over backtrack_coeff^j, j < backtrack_iters."""
-    delta, cg_iters, cg_damping, fisher_subsample, backtrack_iters, backtrack_coeff = (
-        args.target_kl, args.cg_iters, args.cg_damping, args.fisher_subsample, args.backtrack_iters, args.backtrack_coeff)
-    with torch.no_grad():
-        old_mean, old_log_std = actor(norm_obs)
-        old_dist = torch.distributions.Normal(old_mean, old_log_std.exp())
-        old_logp = old_dist.log_prob(actions).sum(-1)
-
-    def surrogate() -> torch.Tensor:
-        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
-        return (torch.exp(logp - old_logp) * adv).mean()
-
-    params = list(actor.parameters())
-    surr_old = surrogate()
-    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(surr_old, params)])
-    if not torch.isfinite(g).all():
-        raise FloatingPointError("non-finite policy gradient")
-    fisher_obs = norm_obs[::fisher_subsample]  # H is a mean over states: a subsample estimates it
-    x, cg_residual = conjugate_gradient(
-        lambda v: fisher_vector_product(actor, fisher_obs, v, cg_damping), g, cg_iters)
-    xHx = torch.dot(x, fisher_vector_product(actor, fisher_obs, x, cg_damping))
-    # the quadratic model of the KL, 0.5 * s^T H s, equals delta for s = sqrt(2 delta / x^T H x) x
-    step_size = torch.sqrt(2 * delta / (xHx + 1e-12))
-    full_step = step_size * x
-    if not torch.isfinite(full_step).all():
-        raise FloatingPointError("non-finite natural-gradient step")
-    theta_old = get_flat_params(actor)
-    expected_improve = float(g @ full_step)
-    surr_old = surr_old.detach()
-    accepted, kl, surr_new = False, 0.0, float(surr_old)
-    for j in range(backtrack_iters):
-        frac = backtrack_coeff**j
-        set_flat_params(actor, theta_old + frac * full_step)
-        with torch.no_grad():
-            kl = float(mean_kl(actor, norm_obs, old_mean, old_log_std))
-            surr_new = float(surrogate())
-        # the quadratic KL model can be wrong far from theta_k: accept on the *measured* KL
-        if math.isfinite(kl) and math.isfinite(surr_new) and kl <= delta and surr_new > float(surr_old):
-            accepted = True
-            break
-    if not accepted:
-        set_flat_params(actor, theta_old)
-        kl, surr_new = 0.0, float(surr_old)
-    return {"kl": kl, "accepted": int(accepted), "backtracks": j if accepted else backtrack_iters,
-            "surrogate_improvement": surr_new - float(surr_old), "expected_improvement": expected_improve,
-            "step_norm": float(step_size * x.norm()), "cg_residual": cg_residual}
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoints (SPEC 3: one .pt, written atomically; any script of the repo loads it)
-# ----------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
-                    args: Args, global_step: int) -> None:
-    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
-    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
-    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
-                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
-                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
-                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
-
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
-                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
-    """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
-    different env id with matching dimensions only warns)."""
-    path = Path(path)
-    require(path.is_file(), f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
-    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
-    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
-            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
-            f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
-    if env_id is not None and ckpt["env_id"] != env_id:
-        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
-    actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms, ckpt
+NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 
 
 def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
@@ -676,54 +490,6 @@ def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np
     with torch.inference_mode():
         mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
         return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
-
-
-def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
-                targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
-    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
-    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
-    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
-    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
-    before any step is taken with it."""
-    loss_sums, steps = torch.zeros(len(critics)), 0
-    for _ in range(epochs):
-        perm = torch.randperm(norm_obs.shape[0])
-        for start in range(0, norm_obs.shape[0], minibatch_size):
-            idx = perm[start:start + minibatch_size]
-            losses = torch.stack([(critic(norm_obs[idx]).squeeze(-1) - target[idx]).pow(2).mean()
-                                  for critic, target in zip(critics, targets)])
-            if not torch.isfinite(losses).all():
-                raise FloatingPointError("non-finite critic loss")
-            optimizer.zero_grad()
-            losses.sum().backward()
-            optimizer.step()
-            loss_sums += losses.detach()
-            steps += 1
-    return (loss_sums / steps).tolist()
-
-
-def fit_quantile_critics(critics: list[QuantileCritic], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
-                         targets: list[torch.Tensor], epochs: int, minibatch_size: int, kappa: float) -> list[float]:
-    """fit_critics with the quantile-Huber loss of QR-DQN (quantile_huber_loss, threshold kappa) in
-    place of the MSE: each quantile critic Z(s) is regressed on its distributional TD targets [B, N].
-    The loop is fit_critics' line for line (same shuffles, one optimiser step on the summed losses per
-    minibatch, loss averaged over every minibatch of every pass, FloatingPointError before a step on
-    a non-finite loss); only the loss differs."""
-    loss_sums, steps = torch.zeros(len(critics)), 0
-    for _ in range(epochs):
-        perm = torch.randperm(norm_obs.shape[0])
-        for start in range(0, norm_obs.shape[0], minibatch_size):
-            idx = perm[start:start + minibatch_size]
-            losses = torch.stack([quantile_huber_loss(critic(norm_obs[idx]), target[idx], critic.taus, kappa)
-                                  for critic, target in zip(critics, targets)])
-            if not torch.isfinite(losses).all():
-                raise FloatingPointError("non-finite critic loss")
-            optimizer.zero_grad()
-            losses.sum().backward()
-            optimizer.step()
-            loss_sums += losses.detach()
-            steps += 1
-    return (loss_sums / steps).tolist()
 
 
 class Rollout:
@@ -805,10 +571,225 @@ class Rollout:
         return self.episode + (self.ep_len > 0)
 
 
+def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
+                    video_dir: Optional[Path] = None):
+    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
+    With capture_video, env 0 records videos into video_dir."""
+    import safety_gymnasium
+
+    use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
+    fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
+    if use_async:
+        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
+    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+
+
+def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
+    def thunk():
+        import gymnasium
+        import safety_gymnasium
+
+        if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not (capture_video and idx == 0):
+            return seed_each_episode(without_skybox(safety_gymnasium.make(env_id)), idx)
+        # navigation: the fixed overview camera; velocity: the default camera, which tracks the robot
+        camera = {"camera_name": "fixedfar"} if is_navigation_task(env_id) else {}
+        env = safety_gymnasium.make(env_id, render_mode="rgb_array", width=VIDEO_SIZE, height=VIDEO_SIZE, **camera)
+        # gymnasium 0.28's recorder closes the env after each video, after which a velocity task's renderer
+        # draws black frames: that close is ignored. RecordVideo speaks gymnasium's 5-tuple step (cost in info).
+        keep_open = type("KeepRendererOpen", (gymnasium.Wrapper,), {"close": lambda self: None})
+        record = lambda e: gymnasium.wrappers.RecordVideo(  # noqa: E731
+            e, str(video_dir), episode_trigger=lambda episode: episode % VIDEO_EVERY == 0, disable_logger=True)
+        return seed_each_episode(safety_gymnasium.wrappers.with_gymnasium_wrappers(env, keep_open, record), idx)
+
+    return thunk
+
+
+def seed_each_episode(env, idx: int):
+    """Episode k of env idx starts from a seed drawn from (reset seed, k): a resumed run restarts its envs
+    at the saved episode numbers (reset(seed, options={"episode": [k per env]})) and sees the same starts."""
+    import gymnasium
+
+    class SeedEachEpisode(gymnasium.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            options = dict(options or {})
+            first_episodes = options.pop("episode", None)
+            if seed is not None:
+                self.base_seed, self.episode = seed, 0 if first_episodes is None else int(first_episodes[idx])
+            else:  # the vector env's autoreset: the next episode
+                self.episode += 1
+            episode_seed = int(np.random.SeedSequence([self.base_seed, self.episode]).generate_state(1)[0])
+            return self.env.reset(seed=episode_seed, options=options or None)
+
+    return SeedEachEpisode(env)
+
+
+def is_navigation_task(env_id: str) -> bool:
+    return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
+
 
 # ----------------------------------------------------------------------------------------------
-# Resuming a run (--resume): the state at the end of an epoch, and clean stops
+# Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging
 # ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT_VERSION = 1
+RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
+RESUME_FORMAT_VERSION = 1
+VIDEO_EVERY = 50  # --capture-video records episodes 0, 50, 100, ... of env 0
+VIDEO_SIZE = 256  # width and height in pixels of recorded frames
+TORCH_THREADS = 1  # 64x64 networks: one thread is as fast, and 2+ threads spin-wait badly when envs share the cores
+
+
+def validate_args(args: Args) -> None:
+    """One-line errors for bad input, raised before anything is built."""
+    check_common_args(args)
+    epochs = args.total_timesteps // (args.steps_per_epoch // args.num_envs * args.num_envs)
+    require(all(1 <= k <= epochs for k in args.save_policies_at),
+            f"--save-policies-at takes epochs between 1 and {epochs}, got {list(args.save_policies_at)}")
+    require(0.0 <= args.critic_lambda <= 1.0, f"--critic-lambda must lie in [0, 1], got {args.critic_lambda}")
+    require(0.0 < args.cvar_alpha <= 1.0, f"--cvar-alpha must lie in (0, 1], got {args.cvar_alpha}")
+    require(args.target_kl > 0 and 0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1 and 0 < args.backtrack_coeff < 1,
+            "need --target-kl > 0, 0 < --gamma <= 1, 0 <= --gae-lambda <= 1, 0 < --backtrack-coeff < 1")
+
+
+def check_common_args(args: Args) -> None:
+    """The checks every script shares, as one-line errors before anything is built: a renderer for
+    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
+    budget of at least one step per env and one epoch, positive hidden sizes."""
+    if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
+        check_renderer()
+    ids = safety_env_ids()
+    if args.env_id not in ids:
+        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
+        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    for f in fields(args):
+        value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+        require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
+        require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
+    require(args.steps_per_epoch >= args.num_envs,
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
+    require(args.total_timesteps >= args.steps_per_epoch,
+            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+
+
+def require(condition: bool, message: str) -> None:
+    """A one-line error for bad input."""
+    if not condition:
+        raise SystemExit(f"error: {message}")
+
+
+def safety_env_ids() -> list[str]:
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+
+
+def check_renderer() -> None:
+    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
+    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
+    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    import torch._dynamo  # noqa: F401
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
+    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
+             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
+             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def without_skybox(env):
+    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
+    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
+    import gymnasium
+    import mujoco
+    import safety_gymnasium.world as world
+
+    if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
+        return env  # rendering, vision and velocity envs come back unchanged
+    skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
+
+    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
+        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
+            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
+        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+
+    class WithoutSkybox(gymnasium.Wrapper):
+        def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
+            world.mujoco = MujocoWithoutSkybox()
+            try:
+                return self.env.reset(**kwargs)
+            finally:
+                world.mujoco = mujoco
+
+    return WithoutSkybox(env)
+
+
+def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
+    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
+    import wandb
+
+    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
+    if new:
+        logged.update(p.name for p in new)
+        wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
+
+
+def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
+                    args: Args, global_step: int) -> None:
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
+    state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
+                 "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
+                 "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
+                 "obs_rms": obs_rms.state_dict(), "args": asdict(args), "global_step": int(global_step)}, Path(path))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill during the write leaves the previous file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Optional[int] = None,
+                    act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
+    """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
+    different env id with matching dimensions only warns)."""
+    path = Path(path)
+    require(path.is_file(), f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
+    keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
+    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
+    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
+            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
+    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
+            f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
+    if env_id is not None and ckpt["env_id"] != env_id:
+        print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
+    actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
+    try:
+        actor.load_state_dict(ckpt["actor_state_dict"])
+    except RuntimeError:
+        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms, ckpt
+
+
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
     """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
     counters. A non-finite network is refused: a NaN never reaches disk."""
@@ -929,9 +910,6 @@ class GracefulStop:
         raise SystemExit(128 + self.signum)
 
 
-# ----------------------------------------------------------------------------------------------
-# Logging
-# ----------------------------------------------------------------------------------------------
 def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
     """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
     wandb's charts/ at step global_step; returns the csv writer."""
@@ -953,10 +931,6 @@ def clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-
-# ----------------------------------------------------------------------------------------------
-# Training
-# ----------------------------------------------------------------------------------------------
 def main(args: Args) -> Path:
     """Train pi_unsafe, or continue a run with --resume; returns the run folder."""
     args, resume, run_dir = start_run(args)
