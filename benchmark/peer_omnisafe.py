@@ -7,8 +7,8 @@ repository root:
 
     python3.10 -m venv .venv-omnisafe
     .venv-omnisafe/bin/pip install omnisafe==0.5.0 numpy==1.23.5 safety-gymnasium==1.0.0 moviepy==1.0.3
-    .venv-omnisafe/bin/python benchmark/peer_omnisafe.py                      # 3 algorithms x seeds 0-2
-    .venv-omnisafe/bin/python benchmark/peer_omnisafe.py --algos CPO --seeds 0 --out /tmp/peer
+    .venv-omnisafe/bin/python benchmark/peer_omnisafe.py --out docs/runs/peer-omnisafe/omnisafe-hopper-450k
+    .venv-omnisafe/bin/python benchmark/peer_omnisafe.py --algos CPO --seeds 0     # into runs/peer-omnisafe/
 
 Each run: 450,000 steps, 15,000-step epochs (30 epochs; the paper's epoch), one env, one torch
 thread, CPU, no wandb/tensorboard, OmniSafe's default configs otherwise (cost limit 25). OmniSafe
@@ -42,6 +42,9 @@ def omnisafe_cfg(seed: int, total_steps: int, log_dir: str) -> dict:
                            "device": "cpu"},
             "algo_cfgs": {"steps_per_epoch": 15_000},
             "logger_cfgs": {"use_wandb": False, "use_tensorboard": False, "log_dir": log_dir}}
+
+
+DEFAULT_OUT = ROOT / "runs" / "peer-omnisafe" / "omnisafe-hopper-450k"  # --out docs/runs/... rewrites the committed copy
 
 
 def run_one(algo: str, env_id: str, seed: int, total_steps: int, out: Path) -> Path:
@@ -92,7 +95,8 @@ def main() -> None:
     parser.add_argument("--env-id", default="SafetyHopperVelocity-v1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--total-steps", type=int, default=450_000)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "runs" / "peer-omnisafe" / "omnisafe-hopper-450k")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default runs/peer-omnisafe/...; the committed "
+                        "copy is docs/runs/peer-omnisafe/omnisafe-hopper-450k")
     args = parser.parse_args()
     for algo in args.algos:
         for seed in args.seeds:

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, load_script
 
-TOOLS = sorted(str(p.relative_to(ROOT)) for p in [ROOT / "robustness_attack.py", *(ROOT / "benchmark").glob("*.py")])
+LIBRARIES = {"benchmark/unsafe_sections.py"}  # imported by a tool, never run
+TOOLS = sorted(str(p.relative_to(ROOT)) for p in [ROOT / "robustness_attack.py", *(ROOT / "benchmark").glob("*.py")]
+               if str(p.relative_to(ROOT)) not in LIBRARIES)
 # run in the clone with their defaults, plus the least input they need
 RUN_WITH_DEFAULTS = {
     "benchmark/compare_runs.py": ["docs/runs/fisher-subsample"],
@@ -33,6 +35,7 @@ REWRITES = {"benchmark/update_readme.py": ["README.md"]}
 DEFAULT_OUTPUT = {
     "benchmark/bit_identity.py": lambda module: module.Args().out,
     "benchmark/critic_minibatch.py": lambda module: module.Args().out,
+    "benchmark/peer_omnisafe.py": lambda module: module.DEFAULT_OUT,  # needs OmniSafe's own venv
     "benchmark/run.py": lambda module: module.Args().root,
     "benchmark/throughput.py": lambda module: module.Args().out,
 }
