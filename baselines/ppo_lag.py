@@ -690,7 +690,7 @@ def resumed_args(cli: Args, state: dict) -> Args:
 def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
     """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
     folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
-    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json. --track starts or continues wandb."""
+    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json (args, git commit). --track starts or continues wandb."""
     resume = load_resume(args.resume) if args.resume else None
     if resume:
         args = resumed_args(args, resume)
@@ -701,7 +701,9 @@ def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
     run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+        commit, *changes = subprocess.run("git rev-parse --verify -q HEAD && git status --porcelain -uno", shell=True,  # no git: null
+                                          cwd=Path(__file__).parent, capture_output=True, text=True).stdout.splitlines() or [None]
+        (run_dir / "config.json").write_text(json.dumps({**asdict(args), "git_commit": commit, "git_dirty": commit and bool(changes)}, indent=2))
     if args.track:
         import wandb
 
