@@ -1,9 +1,16 @@
 """The repository stands alone: no tracked file points outside it (a user's clone has no ../shared), and
-the peer reference runs the docs compare with are in it."""
+the peer reference runs the docs compare with are in it. Every run names the code that made it: each
+training script's config.json carries the git commit of the repository the script lives in and whether
+its tracked files differed from it (null when there is no git or no .git, e.g. a single copied file), and
+no absolute path the user did not give."""
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import ROOT
+import pytest
+from conftest import ROOT, SCRIPTS, load_script
 
 OUTSIDE = ("../shared", "shared/peer-runs")
 CHECKS = {"tests/test_provenance.py", "tests/test_docs_paths.py"}  # they name an outside path to test its detection
@@ -28,3 +35,43 @@ def test_the_parity_table_reads_the_peer_runs_committed_in_the_repository():
     out = subprocess.run([sys.executable, "benchmark/parity_table.py"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert out.count("| OmniSafe 0.5.0 | 3 |") == 3 and "(no runs)" not in out
+
+
+def git(*argv: str) -> str:
+    return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def absolute_paths(config: dict) -> list:
+    return [f"{key}: {value}" for key, value in config.items() if isinstance(value, str) and os.path.isabs(value)]
+
+
+def test_a_short_real_run_records_the_commit_of_its_repository_and_no_absolute_path(tmp_path):
+    """unsafe_cvar_trpo.py, one epoch, started from another folder with its defaults (runs/ under the working
+    directory): config.json names the repository's HEAD and whether its tracked files differ from it."""
+    flags = ["--env-id", "SafetyHopperVelocity-v1", "--num-envs", "2", "--steps-per-epoch", "1000",
+             "--total-timesteps", "1000"]
+    subprocess.run([sys.executable, str(ROOT / "unsafe_cvar_trpo.py"), *flags], cwd=tmp_path, capture_output=True,
+                   text=True, check=True, timeout=300)
+    [config_path] = (tmp_path / "runs").glob("*/config.json")
+    config = json.loads(config_path.read_text())
+    assert config["git_commit"] == git("rev-parse", "HEAD")
+    assert config["git_dirty"] == bool(git("status", "--porcelain", "--untracked-files=no"))
+    assert not absolute_paths(config)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_script_writes_its_commit_into_config_json_and_null_without_git(script, tmp_path, monkeypatch):
+    """Each copy of start_run, in-process (no env is built): the commit is the repository's HEAD; without a
+    repository (GIT_DIR names none, as for a copied file) or without git on PATH it is null, and the run starts."""
+    module = load_script(script)
+    monkeypatch.chdir(tmp_path)  # the relative output_dir below lands in tmp_path
+    head, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    cases = [({}, (head, dirty)), ({"GIT_DIR": str(tmp_path / "none")}, (None, None)), ({"PATH": str(tmp_path)}, (None, None))]
+    for case, (env, expected) in enumerate(cases):
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            _, _, run_dir = module.start_run(module.Args(output_dir=f"runs/case{case}"))  # one folder per case
+        config = json.loads((run_dir / "config.json").read_text())
+        assert (config["git_commit"], config["git_dirty"]) == expected, env
+        assert not absolute_paths(config)
