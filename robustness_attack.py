@@ -20,7 +20,7 @@ Outputs in `--out` (default runs/robustness/{env_id}__{unix_time}/):
 - reward_vs_alpha.png, cost_vs_alpha.png: one line per checkpoint with a +-1 std band (the spread
   of episodes, not a confidence interval), like the paper's Figures 13-14; `--plot-only CSV`
   redraws them from a CSV;
-- config.json: the flags;
+- config.json: the flags, the git commit of this file's repository and whether it was dirty (null without git);
 - with `--video K`: videos/{algo}__{env_id}__alpha{rate}__ep{i}__cost{C}__reward{R}.mp4, the first K
   episodes of env 0 per checkpoint and rate (alpha 0 is plain evaluation), from the overview camera
   on navigation tasks and the tracking camera on velocity tasks.
@@ -661,7 +661,9 @@ def main(args: Args) -> Path:
     check_env_id(env_id)
     out_dir = Path(args.out) if args.out else Path("runs") / "robustness" / f"{env_id}__{int(time.time())}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(asdict(args), indent=2))
+    commit, *changes = subprocess.run("git rev-parse --verify -q HEAD && git status --porcelain -uno", shell=True,  # no git: null
+                                      cwd=Path(__file__).parent, capture_output=True, text=True).stdout.splitlines() or [None]
+    (out_dir / "config.json").write_text(json.dumps({**asdict(args), "git_commit": commit, "git_dirty": commit and bool(changes)}, indent=2))
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(TORCH_THREADS)

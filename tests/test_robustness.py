@@ -2,6 +2,7 @@
 unattacked rollout at alpha = 0, exact episode accounting, the CSV and figures of a real sweep on
 SafetyHopperVelocity-v1, clear errors, and reproducibility."""
 import csv
+import json
 import math
 import os
 import subprocess
@@ -223,6 +224,14 @@ def test_sweep_writes_a_tidy_csv_with_one_row_per_checkpoint_and_rate(sweep):
     first = [float(e["reward"]) for e in episodes if e["checkpoint"] == ckpts[0] and float(e["rate"]) == 0.0]
     assert float(rows[0]["reward_mean"]) == pytest.approx(np.mean(first))
     assert float(rows[0]["reward_std"]) == pytest.approx(np.std(first))
+
+
+def test_sweep_config_names_the_commit_of_the_code_that_ran_it(sweep):
+    _, out = sweep
+    config = json.loads((out / "config.json").read_text())
+    git = lambda *argv: subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert config["git_commit"] == git("rev-parse", "HEAD")
+    assert config["git_dirty"] == bool(git("status", "--porcelain", "--untracked-files=no"))
 
 
 def test_sweep_draws_both_figures_and_plot_only_redraws_them(sweep, tmp_path):
