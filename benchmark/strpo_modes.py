@@ -12,6 +12,10 @@ with settings default (no flags), literal (--lambda2-mode fixed --lambda2 1 --fa
 and noexcl (--no-exclusion). `--copy-to DIR` also copies each run's progress.csv and config.json
 there in the same layout (the committed records in docs/runs/strpo-modes/).
 
+Under each table, the commits of the code behind its runs: config.json's git_commit (written by every
+training script since issue 26); for older records, the commit that ROOT/provenance.json names for their
+setting (found from git history, with its notes printed as the page's Provenance section); else unrecorded.
+
     python benchmark/strpo_modes.py runs/issue12 --copy-to docs/runs/strpo-modes --out docs/strpo_modes.md
     python benchmark/strpo_modes.py docs/runs/strpo-modes --out docs/strpo_modes.md   # regenerate from the records
 
@@ -38,6 +42,7 @@ SETTINGS = {  # name -> (label, strpo.py flags)
     "nosearch": ("default without the raised-margin search (strpo.py of commit 39ac46f)", ""),
 }
 FINAL_EPOCHS = 3  # final reward / cost = mean of the last 3 epochs of a run, then mean +- std over seeds
+PROVENANCE = "provenance.json"  # in ROOT: {"commits": {setting: commit}, "notes": [...]} for records without git_commit
 
 
 def load(root: Path) -> dict[str, dict[str, list[dict]]]:
@@ -91,6 +96,20 @@ def table(env_runs: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def commits_text(env_runs: dict[str, list[dict]], history: dict[str, str]) -> str:
+    """Per setting, the commits of the code behind its runs with how many runs each: config.json's git_commit
+    (7 characters, +dirty when tracked files had changes), else the commit `history` names for the setting
+    (from git history), else unrecorded."""
+    parts = []
+    for setting in SETTINGS:
+        counts = collections.Counter(
+            r["config"]["git_commit"][:7] + ("+dirty" if r["config"].get("git_dirty") else "") if r["config"].get("git_commit")
+            else f"{history[setting]} per git history" if setting in history else "unrecorded" for r in env_runs.get(setting, []))
+        if counts:
+            parts.append(f"{setting} " + ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items())))
+    return "; ".join(parts)
+
+
 def plot(runs: dict, path: Path) -> None:
     import matplotlib
 
@@ -133,6 +152,7 @@ def main() -> None:
     runs = load(args.root)
     if not runs:
         raise SystemExit(f"error: no finished runs under {args.root}/<setting>/<env_id>/seed<k>/")
+    provenance = json.loads((args.root / PROVENANCE).read_text()) if (args.root / PROVENANCE).is_file() else {}
     if args.copy_to:
         for env, by_setting in runs.items():
             for setting, group in by_setting.items():
@@ -141,6 +161,8 @@ def main() -> None:
                     dest.mkdir(parents=True, exist_ok=True)
                     shutil.copy(r["progress"], dest / "progress.csv")
                     shutil.copy(r["progress"].parent / "config.json", dest / "config.json")
+        if provenance:
+            shutil.copy(args.root / PROVENANCE, args.copy_to / PROVENANCE)
     png = args.out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
     plot(runs, png)
@@ -154,7 +176,8 @@ def main() -> None:
                   f"{cfg['num_envs']} envs, seeds as listed; delta1 {cfg['delta1']}, delta2 {cfg['delta2']}, "
                   f"cost limit {cfg['cost_limit']:g}. Final = mean of the last {FINAL_EPOCHS} epochs per seed, then "
                   "mean ± std over seeds.", ""]
-        lines += table(runs[env]) + [""]
+        lines += table(runs[env]) + ["", f"Code of the runs behind this table: "
+                                         f"{commits_text(runs[env], provenance.get('commits', {}))}.", ""]
     lines += ["Commands (seed K = 0, 1, 2):", "", "```bash"]
     for setting, (_, flags) in SETTINGS.items():
         if setting == "nosearch":
@@ -164,6 +187,8 @@ def main() -> None:
         lines.append(f"python strpo.py --env-id ENV --seed K --total-timesteps N --output-dir runs/issue12/{setting}/ENV/seedK {flags}".rstrip())
     lines += ["python benchmark/strpo_modes.py runs/issue12 --copy-to docs/runs/strpo-modes --out docs/strpo_modes.md", "```", "",
               f"![reward, cost and KL to pi_unsafe per setting]({png.name})", ""]
+    if provenance.get("notes"):
+        lines += ["## Provenance", "", *[line for note in provenance["notes"] for line in (note, "")]]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out} and {png}")
 
