@@ -5,7 +5,9 @@ OmniSafe's progress.csv files (docs/runs/peer-omnisafe/omnisafe-hopper-450k/<ALG
 default) and prints a Markdown table. Final = mean of the last 3 epochs of the episode return /
 cost per seed, then mean ± std (sample std, ddof=1, as in the OmniSafe folder's README) over seeds; mean cost = mean
 episode cost over all epochs per seed, then mean ± std over seeds. Epochs with no finished
-episode (NaN) are skipped in the means.
+episode (NaN) are skipped in the means. The last column names the code behind our runs: the git commit
+of benchmark/run.py's run.json beside a run folder, else of the run's config.json (7 characters, +dirty
+when tracked files had changes; unrecorded for records older than that field), with how many runs each.
 
     python benchmark/parity_table.py
     python benchmark/parity_table.py --ours docs/runs/parity-hopper-450k --omnisafe docs/runs/peer-omnisafe/omnisafe-hopper-450k
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -44,6 +47,19 @@ def summarise(runs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     mean_cost = [np.nanmean(cost) for _, cost in runs]
     return {"n": len(runs), "epochs": min(len(r) for r, _ in runs),
             "final_ret": mean_std(final_ret), "final_cost": mean_std(final_cost), "mean_cost": mean_std(mean_cost), "per_seed": list(zip(final_ret, final_cost))}
+
+
+def commits_text(progress_files: list[Path]) -> str:
+    """The commits of the code behind these runs (run.json one folder up, as benchmark/run.py writes it, else
+    config.json beside progress.csv), with how many runs each."""
+    counts: dict[str, int] = {}
+    for progress in progress_files:
+        records = [json.loads(f.read_text()) for f in (progress.parent.parent / "run.json", progress.parent / "config.json")
+                   if f.is_file()]
+        record = next((r for r in records if r.get("git_commit")), {})
+        key = record["git_commit"][:7] + ("+dirty" if record.get("git_dirty") else "") if record.get("git_commit") else "unrecorded"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: kv[0] == "unrecorded"))
 
 
 def variants_table(folder: Path) -> None:
@@ -83,8 +99,8 @@ def main() -> None:
             return [args.ours / f"{script}__{args.env_id}__seed{k}" / "progress.csv" for k in args.seeds]
         return [p for k in args.seeds for p in sorted((args.matrix / f"{args.env_id}__{script}__{k}").glob("*/progress.csv"))[-1:]]
 
-    lines = ["| algorithm | implementation | seeds | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| algorithm | implementation | seeds | final reward | final cost | mean cost (all epochs) | per seed (reward / cost) "
+             "| code (git commit) |", "|---|---|---|---|---|---|---|---|"]
     for script, algo in PAIRS:
         for label, paths, keys in (
             (f"ours (`baselines/{script}.py`)", ours(script), ("ep_ret", "ep_cost")),
@@ -93,12 +109,14 @@ def main() -> None:
         ):
             found = [p for p in paths if p.is_file()]
             if not found:
-                lines.append(f"| {algo} | {label} | 0 | (no runs) | | | |")
+                lines.append(f"| {algo} | {label} | 0 | (no runs) | | | | |")
                 continue
             s = summarise([read_columns(p, *keys) for p in found])
             per_seed = ", ".join(f"{r:.0f} / {c:.1f}" for r, c in s["per_seed"])
+            code = "the OmniSafe 0.5.0 release" if label.startswith("OmniSafe") else commits_text(found)
             lines.append(f"| {algo} | {label} | {s['n']} | {s['final_ret'][0]:.0f} ± {s['final_ret'][1]:.0f} | "
-                         f"{s['final_cost'][0]:.1f} ± {s['final_cost'][1]:.1f} | {s['mean_cost'][0]:.1f} ± {s['mean_cost'][1]:.1f} | {per_seed} |")
+                         f"{s['final_cost'][0]:.1f} ± {s['final_cost'][1]:.1f} | {s['mean_cost'][0]:.1f} ± {s['mean_cost'][1]:.1f} | {per_seed} "
+                         f"| {code} |")
     print("\n".join(lines))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

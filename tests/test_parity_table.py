@@ -1,5 +1,6 @@
 """benchmark/parity_table.py: the same rows from the parity records' layout and from benchmark/run.py's."""
 import csv
+import json
 import subprocess
 import sys
 
@@ -35,3 +36,19 @@ def test_matrix_layout_gives_the_rows_of_the_parity_layout(tmp_path):
     # final = last 3 epochs (100 / 10 and 200 / 30): 150 ± 71 (ddof 1); mean cost (0.4 x 90 + 0.6 x cost)
     row = next(line for line in a.splitlines() if line.startswith("| CPO | ours"))
     assert "| 2 | 150 ± 71 | 20.0 ± 14.1 | 48.0 ± 8.5 | 100 / 10.0, 200 / 30.0 |" in row
+
+
+def test_each_row_of_ours_names_the_commits_of_its_runs(tmp_path):
+    """run.json's git_commit (benchmark/run.py's layout), else config.json's, +dirty; else unrecorded."""
+    env, header = "SafetyHopperVelocity-v1", ["global_step", "epoch", "ep_ret", "ep_cost"]
+    for seed in (0, 1, 2):
+        run = tmp_path / "matrix" / f"{env}__cpo__{seed}" / f"{env}__cpo__{seed}__1"
+        write_csv(run / "progress.csv", header, [[1000, 1, 10, 1]])
+        if seed == 0:
+            (run.parent / "run.json").write_text(json.dumps({"git_commit": "a" * 40, "git_dirty": False}))
+        if seed == 1:
+            (run / "config.json").write_text(json.dumps({"git_commit": "b" * 40, "git_dirty": True}))
+    out = subprocess.run([sys.executable, str(SCRIPT), "--matrix", str(tmp_path / "matrix"), "--omnisafe", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("| CPO | ours"))
+    assert row.endswith("| aaaaaaa (1 run), bbbbbbb+dirty (1 run), unrecorded (1 run) |")
