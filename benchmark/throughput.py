@@ -262,18 +262,21 @@ def measure_pair(script: Path, env_id: str, args: Args) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
+def git_commit() -> str:
+    """The commit of the measured code (HEAD, 7 characters), +dirty when its tracked files differ from it;
+    unknown without git or a repository."""
+    out = subprocess.run("git rev-parse --verify -q --short=7 HEAD && git status --porcelain -uno", shell=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout.splitlines()
+    return out[0] + ("+dirty" if out[1:] else "") if out else "unknown"
+
+
 def machine_facts(args: Args) -> dict:
     import mujoco
     import safety_gymnasium
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "git_commit": commit or "unknown",
+        "git_commit": git_commit(),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -2,7 +2,7 @@
 the peer reference runs the docs compare with are in it. Every run names the code that made it: each
 training script's config.json carries the git commit of the repository the script lives in and whether
 its tracked files differed from it (null when there is no git or no .git, e.g. a single copied file), and
-no absolute path the user did not give."""
+no absolute path the user did not give; a measurement table (throughput, critic minibatch) names the commit it measured."""
 import json
 import os
 import subprocess
@@ -75,3 +75,25 @@ def test_every_script_writes_its_commit_into_config_json_and_null_without_git(sc
         config = json.loads((run_dir / "config.json").read_text())
         assert (config["git_commit"], config["git_dirty"]) == expected, env
         assert not absolute_paths(config)
+
+
+@pytest.mark.parametrize("tool", ["benchmark/throughput.py", "benchmark/critic_minibatch.py"])
+def test_a_measurement_names_the_commit_of_the_code_it_measured_and_whether_it_was_dirty(tool, tmp_path, monkeypatch):
+    """These tools record measurements, not runs: their tables name HEAD when generated, +dirty when the tracked
+    files differ from it, unknown outside a repository."""
+    module = load_script(ROOT / tool)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.setattr(module, "ROOT", repo)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert module.git_commit() == "unknown"
+    run = lambda *argv: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv], cwd=repo,  # noqa: E731
+                                       capture_output=True, text=True, check=True).stdout.strip()
+    run("init", "-q")
+    (repo / "code.py").write_text("x = 1\n")
+    run("add", "code.py")
+    run("commit", "-q", "-m", "code")
+    head = run("rev-parse", "--short=7", "HEAD")
+    assert module.git_commit() == head
+    (repo / "code.py").write_text("x = 2\n")
+    assert module.git_commit() == head + "+dirty"
