@@ -31,6 +31,20 @@ def test_no_tracked_file_mentions_a_folder_outside_the_repository():
     assert not offenders, offenders
 
 
+def test_no_committed_run_record_holds_an_absolute_path():
+    """run.json's command and the config.json values of docs/runs/ are relative to the repository root: an
+    interpreter or a checkout path of the machine that ran them says nothing on another. (output_dir, where
+    the experimenter had the run write, is kept as given: the record's own folder is where it is now.)"""
+    offenders = []
+    for path in sorted((ROOT / "docs" / "runs").rglob("*.json")):
+        record = json.loads(path.read_text())
+        values = ([record.get("command", "")] if path.name == "run.json" else
+                  [v for k, v in record.items() if k != "output_dir"] if isinstance(record, dict) else [])
+        offenders += [f"{path.relative_to(ROOT)}: {v}" for v in values
+                      if isinstance(v, str) and (v.startswith("/") or " /" in v)]
+    assert not offenders, offenders[:5]
+
+
 def test_the_parity_table_reads_the_peer_runs_committed_in_the_repository():
     out = subprocess.run([sys.executable, "benchmark/parity_table.py"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout

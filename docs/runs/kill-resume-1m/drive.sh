@@ -1,6 +1,6 @@
 #!/bin/bash
 # issue 14 "done when": the README's main command, 1M steps, killed with kill -9 mid-run, then resumed
-cd /work/main
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"  # the repository root
 OUT=runs/kill1m/out
 echo "start $(date)"
 .venv/bin/python strpo.py --env-id SafetyCarCircle1-v0 --output-dir $OUT > runs/kill1m/first.log 2>&1 &
