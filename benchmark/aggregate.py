@@ -217,7 +217,8 @@ def publish_runs(source: Path, dest: Path) -> list[str]:
     {exp}_epoch{k}.pt of --save-policies-at; ~30 KB each) for a training run whose final checkpoint exists,
     NAME/attack/robustness.csv for a finished robustness run. With the checkpoints the copy is a root that
     benchmark/run.py can continue from (the robustness sweeps and the strength ablation read them). Unfinished
-    runs are left out (a partial copy would stand for a run that is not over). Returns the names copied."""
+    runs are left out (a partial copy would stand for a run that is not over); a run published before is
+    replaced whole (its older attempt's folder goes too). Returns the names copied."""
     import shutil
 
     copied = []
@@ -232,6 +233,7 @@ def publish_runs(source: Path, dest: Path) -> list[str]:
         files += list(name_dir.glob("attack/robustness.csv"))
         if not files:
             continue
+        shutil.rmtree(dest / name_dir.relative_to(source), ignore_errors=True)  # a rerun replaces the whole record
         for f in [record, *files]:
             target = dest / f.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)

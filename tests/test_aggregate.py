@@ -116,7 +116,11 @@ def test_publish_copies_finished_runs_only_and_the_copy_aggregates_the_same(agg,
     attack.mkdir(parents=True)
     (attack / "robustness.csv").write_text("algo,rate\nstrpo,0.0\n")
     (attack.parent / "run.json").write_text("{}")
+    stale = tmp_path / "docs" / "SafetyHopperVelocity-v1__strpo__0" / "SafetyHopperVelocity-v1__strpo__0__1"
+    stale.mkdir(parents=True)
+    (stale / "progress.csv").write_text("global_step,ep_ret,ep_cost\n10000,99,99\n")  # an older run of the same name
     copied = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
+    assert not stale.exists()
     assert copied == ["SafetyCarGoal1-v0__robustness__0", "SafetyHopperVelocity-v1__strpo__0", "SafetyHopperVelocity-v1__strpo__1"]
     assert sorted(p.name for p in (tmp_path / "docs").rglob("*.pt")) == ["strpo.pt", "strpo.pt", "strpo_epoch1.pt"]
     published, _ = agg.load_records([tmp_path / "docs"])
