@@ -24,6 +24,8 @@ CALIBRATION = ("ctg_mean", "value_mean", "tail_frac", "ctg_tail", "cvar_tail")
 CRITICS = (("cvar critic", "CVaR (DTRPO_Unsafe)"), ("mean critic", "mean (TRPO_Unsafe)"))
 AS_UNSAFE = 0.8  # the target: the CVaR-trained pi_unsafe at least 80% as unsafe as the mean-critic one
 STRENGTH_LABEL = re.compile(r"π_unsafe of epoch (\d+)$")
+NO_EXCLUSION = "no exclusion (λ2 = 0)"  # benchmark/run.py's ablation-components label: sTRPO without pi_unsafe
+COST_LIMIT = 25.0
 
 
 def bootstrap_ci(values, reps: int, seed: int) -> tuple[float, float, float]:
@@ -96,7 +98,7 @@ def strength_section(records: list, n_final: Callable, run_scores: Callable, out
           "CVaR π_unsafe run (the C.2 run of seed 0 on the same task); x = that policy's own mean episode cost in "
           "its epoch (the π_unsafe run's `ep_cost`), y = sTRPO's mean episode cost over training and its final "
           "reward, mean over seeds with 95% bootstrap intervals.", ""]
-    points = {}
+    points, references = {}, {}
     for env in sorted({r.env_id for r in runs}):
         source = [r for r in records if r.group == "ablation-unsafe-reference" and r.env_id == env
                   and r.label == "cvar critic" and r.seed == 0]
@@ -113,33 +115,53 @@ def strength_section(records: list, n_final: Callable, run_scores: Callable, out
             fc = bootstrap_ci([s["final_cost"] for s in scores], reps, seed)
             rows.append((label, own, len(recs), mc, fr, fc))
         points[env] = rows
+        reference = [r for r in records if r.env_id == env and r.group == "ablation-components" and r.label == NO_EXCLUSION]
+        if reference:  # sTRPO that ignores pi_unsafe: the floor any pi_unsafe is measured against
+            scores = [run_scores(r) for r in reference]
+            references[env] = tuple(bootstrap_ci([s[k] for s in scores], reps, seed) for k in ("mean_cost", "final_reward", "final_cost"))
         md += [f"### {env}", "", "| π_unsafe given to sTRPO | its own episode cost | sTRPO seeds | sTRPO mean cost over "
                "training [95% CI] | sTRPO final reward [95% CI] | sTRPO final cost [95% CI] |", "|---|---|---|---|---|---|"]
-        for label, own, n, mc, fr, fc in rows:
-            cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else f"{m:.1f}" for m, lo, hi in (mc, fr, fc)]
-            md.append(f"| {label} | {own:.1f} | {n} | " + " | ".join(cells) + " |")
+        for label, own, n, *cis in rows + ([(f"none: {NO_EXCLUSION} (ablation-components)", float("nan"), len(reference),
+                                               *references[env])] if reference else []):
+            cells = [f"{m:.1f} [{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else f"{m:.1f}" for m, lo, hi in cis]
+            md.append(f"| {label} | {'—' if np.isnan(own) else f'{own:.1f}'} | {n} | " + " | ".join(cells) + " |")
         md.append("")
-    path = plot_strength(out_dir / "ablation-unsafe-strength.png", points)
+        if reference and rows:
+            (_, lo, hi) = references[env][0]
+            for label, own, _, (m, low, high), *_ in (rows[0], rows[-1]):
+                verdict = ("lower than" if high < lo else "higher than" if low > hi else
+                           "not distinguishable (the intervals overlap) from")
+                md.append(f"- {env}, {label} (own cost {own:.1f}): sTRPO's mean cost over training {m:.1f} "
+                          f"[{low:.1f}, {high:.1f}] is {verdict} sTRPO without exclusion's [{lo:.1f}, {hi:.1f}].")
+            md.append("")
+    path = plot_strength(out_dir / "ablation-unsafe-strength.png", points, references)
     return md + [f"![unsafe strength]({figs(path)})", ""]
 
 
-def plot_strength(path: Path, points: dict) -> Path:
+def plot_strength(path: Path, points: dict, references: dict) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(points), figsize=(5.2 * len(points), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(points), figsize=(5.2 * len(points), 7.4), squeeze=False)
     for j, (env, rows) in enumerate(sorted(points.items())):
         x = np.array([r[1] for r in rows])
         for i, (k, name) in enumerate(((3, "sTRPO mean cost over training"), (4, "sTRPO final reward"))):
             mean = np.array([r[k][0] for r in rows])
             err = np.array([[r[k][0] - r[k][1], r[k][2] - r[k][0]] for r in rows]).T
             ax = axes[i, j]
-            ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o-", capsize=4, color="#d62728")
+            ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o-", capsize=4, color="#d62728", label="sTRPO")
+            if env in references:
+                m, lo, hi = references[env][i]
+                ax.axhline(m, color="gray", ls=":", label=f"{NO_EXCLUSION} (95% CI shaded)")
+                ax.axhspan(lo, hi, color="gray", alpha=0.15, lw=0)
+            if i == 0:
+                ax.axhline(COST_LIMIT, color="black", ls="--", lw=1, label=f"cost limit {COST_LIMIT:g}")
             ax.set_title(f"{env}: {name}", fontsize=10)
             ax.set_xlabel("π_unsafe's own mean episode cost")
             ax.grid(alpha=0.3)
-    fig.suptitle("sTRPO against π_unsafe of increasing unsafety (mean over seeds, 95% bootstrap CI)", fontsize=11)
+            ax.legend(fontsize=7)
+    fig.suptitle("sTRPO against π_unsafe of increasing unsafety\n(mean over seeds, 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

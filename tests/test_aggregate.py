@@ -383,6 +383,7 @@ def test_unsafe_sections_report_critic_calibration_and_strength_against_the_sour
         write_unsafe_run(tmp_path, f"mean{seed}", env, seed, [100.0] * 10, "mean critic", "ablation-unsafe-reference",
                          {k: v for k, v in calib.items() if k in ("ctg_mean", "value_mean")} |
                          {"tail_frac": [""] * 10, "ctg_tail": [""] * 10, "cvar_tail": [""] * 10})
+        write_unsafe_run(tmp_path, f"noexcl{seed}", env, seed, [8.0] * 10, "no exclusion (λ2 = 0)", "ablation-components")
         for epoch, level_cost in ((1, 5.0), (5, 1.0)):  # sTRPO pays less against the stronger pi_unsafe
             write_unsafe_run(tmp_path, f"s{epoch}_{seed}", env, seed, [level_cost + seed] * 10,
                              f"π_unsafe of epoch {epoch}", "ablation-unsafe-strength")
@@ -397,6 +398,8 @@ def test_unsafe_sections_report_critic_calibration_and_strength_against_the_sour
                                              tmp_path / "out", lambda p: p, 1000, 0))
     assert "| π_unsafe of epoch 1 | 10.0 | 3 | 6.0 [5.0, 7.0] |" in md  # x: the seed-0 CVaR run's cost in epoch 1
     assert "| π_unsafe of epoch 5 | 50.0 | 3 | 2.0 [1.0, 3.0] |" in md
+    assert "| none: no exclusion (λ2 = 0) (ablation-components) | — | 3 | 8.0 [8.0, 8.0] |" in md  # the floor
+    assert "epoch 5 (own cost 50.0): sTRPO's mean cost over training 2.0 [1.0, 3.0] is lower than sTRPO without" in md
     assert (tmp_path / "out" / "ablation-unsafe-strength.png").is_file()
     mean, low, high = sections.bootstrap_ci([1.0, 2.0, 3.0, 10.0], 2000, 0)
     assert mean == 4.0 and 1.0 <= low < mean < high <= 10.0
