@@ -39,9 +39,9 @@ test: venv-benchmark
 strpo: venv
 	$(PY) strpo.py --env-id SafetyCarCircle1-v0 $(ARGS)
 
-# Trains a pi_unsafe on SafetyCarCircle1-v0 (the budget of the shipped one; ARGS adds flags).
+# Trains a pi_unsafe on SafetyCarCircle1-v0 (the shipped one's command, unsafe_policies/README.md; ARGS adds flags).
 train-unsafe: venv
-	$(PY) unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --total-timesteps 150000 $(ARGS)
+	$(PY) unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --total-timesteps 300000 --seed 0 $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
