@@ -1061,6 +1061,7 @@ def main(args: Args) -> Path:
         print(f"published {len(copied)} finished run(s) of {shown(inputs[0])} to {shown(publish_dir)}")
         inputs = [publish_dir]
     records, notes = load_records(inputs)
+    seed_ci = lambda values: bootstrap_ci(lambda m: m, [values], args.seed, args.bootstrap_reps)  # noqa: E731
     robust_rows = read_robustness(inputs)
     main_recs = [r for r in records if r.group == "main"]
     figs = lambda p: p.relative_to(out_md.parent) if out_md.parent in p.parents else p  # noqa: E731
@@ -1172,16 +1173,14 @@ def main(args: Args) -> Path:
         md += ["Appendix C's claims against these runs (the tables below give the numbers):", ""]
         md += [c.line() for c in c_claims]
         md += ["- Claims of appendix C about the tasks and settings without ablation runs here: not measured.", ""]
-        md += unsafe_sections().critic_section(records, read_progress, lambda n: n_final(n, args.final_epochs),
-                                               args.bootstrap_reps, args.seed)
+        md += unsafe_sections().critic_section(records, read_progress, lambda n: n_final(n, args.final_epochs), seed_ci)
     md += group_sections(ablation_groups, records, main_recs, args, out_dir, figs)
     if other_groups:
         md += ["## Presets beyond the paper's matrix (benchmark/run.py `seeds`, `long`)", ""]
         md += group_sections(other_groups, records, main_recs, args, out_dir, figs)
 
     md += unsafe_sections().strength_section(records, lambda n: n_final(n, args.final_epochs),
-                                             lambda rec: run_scores(rec, args.final_epochs), out_dir, figs,
-                                             args.bootstrap_reps, args.seed)
+                                             lambda rec: run_scores(rec, args.final_epochs), out_dir, figs, seed_ci)
     md += ["## Robustness under random-action attacks (paper appendix D)", ""]
     if not robust:
         md += ["No robustness.csv found.", ""]

@@ -10,7 +10,7 @@
   reward against the episode cost of the pi_unsafe it was given, the policies that collected epochs
   1 (untrained) to the last of one CVaR pi_unsafe run; that cost is the run's own ep_cost at the epoch.
 
-Means over seeds with 95% percentile-bootstrap intervals of the mean (seeded, --bootstrap-reps).
+Means over seeds with aggregate.py's 95% percentile-bootstrap intervals (`ci`: values -> mean, low, high).
 """
 from __future__ import annotations
 
@@ -28,17 +28,8 @@ NO_EXCLUSION = "no exclusion (λ2 = 0)"  # benchmark/run.py's ablation-component
 COST_LIMIT = 25.0
 
 
-def bootstrap_ci(values, reps: int, seed: int) -> tuple[float, float, float]:
-    """Mean of `values` and the 95% percentile-bootstrap interval of the mean (one value: no interval)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float(values.mean()), float("nan"), float("nan")
-    means = values[np.random.default_rng(seed).integers(0, len(values), (reps, len(values)))].mean(1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def ci_text(values, reps: int, seed: int, digits: int = 1) -> str:
-    mean, low, high = bootstrap_ci(values, reps, seed)
+def ci_text(values, ci: Callable, digits: int = 1) -> str:
+    mean, low, high = ci(values)
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else f"{mean:.{digits}f}"
 
 
@@ -48,7 +39,7 @@ def final_mean(rec, column: Optional[np.ndarray], n_final: Callable) -> float:
     return float(np.nanmean(tail)) if np.isfinite(tail).any() else float("nan")
 
 
-def critic_section(records: list, read_progress: Callable, n_final: Callable, reps: int, seed: int) -> list[str]:
+def critic_section(records: list, read_progress: Callable, n_final: Callable, ci: Callable) -> list[str]:
     refs = [r for r in records if r.group == "ablation-unsafe-reference"]
     if not refs:
         return []
@@ -71,12 +62,12 @@ def critic_section(records: list, read_progress: Callable, n_final: Callable, re
             fin = {c: [final_mean(r, d[c], n_final) if c in d else float("nan") for r, d in zip(recs, data)]
                    for c in CALIBRATION + ("ep_cost", "ep_len")}
             finals[env, label] = fin["ep_cost"]
-            tail = (f"{ci_text(fin['cvar_tail'], reps, seed)} / {ci_text(fin['ctg_tail'], reps, seed)}"
+            tail = (f"{ci_text(fin['cvar_tail'], ci)} / {ci_text(fin['ctg_tail'], ci)}"
                     if np.all(np.isfinite(fin["cvar_tail"])) else "—")
-            frac = ci_text(fin["tail_frac"], reps, seed, 2) if np.all(np.isfinite(fin["tail_frac"])) else "—"
-            md.append(f"| {env} | {name} | {' '.join(str(r.seed) for r in recs)} | {ci_text(fin['ep_cost'], reps, seed)} | "
-                      f"{ci_text(fin['ep_len'], reps, seed, 0)} | {ci_text(fin['value_mean'], reps, seed)} / "
-                      f"{ci_text(fin['ctg_mean'], reps, seed)} | {frac} | {tail} |")
+            frac = ci_text(fin["tail_frac"], ci, 2) if np.all(np.isfinite(fin["tail_frac"])) else "—"
+            md.append(f"| {env} | {name} | {' '.join(str(r.seed) for r in recs)} | {ci_text(fin['ep_cost'], ci)} | "
+                      f"{ci_text(fin['ep_len'], ci, 0)} | {ci_text(fin['value_mean'], ci)} / "
+                      f"{ci_text(fin['ctg_mean'], ci)} | {frac} | {tail} |")
     md.append("")
     for env in sorted({env for env, _ in finals}):
         if (env, "cvar critic") in finals and (env, "mean critic") in finals:
@@ -89,7 +80,7 @@ def critic_section(records: list, read_progress: Callable, n_final: Callable, re
 
 
 def strength_section(records: list, n_final: Callable, run_scores: Callable, out_dir: Path, figs: Callable,
-                     reps: int, seed: int) -> list[str]:
+                     ci: Callable) -> list[str]:
     runs = [r for r in records if r.group == "ablation-unsafe-strength"]
     if not runs:
         return []
@@ -110,15 +101,15 @@ def strength_section(records: list, n_final: Callable, run_scores: Callable, out
             epoch = int(match.group(1)) if match else None
             own = float(source[0].cost[epoch - 1]) if source and epoch and epoch <= len(source[0].cost) else float("nan")
             scores = [run_scores(r) for r in recs]
-            mc = bootstrap_ci([s["mean_cost"] for s in scores], reps, seed)
-            fr = bootstrap_ci([s["final_reward"] for s in scores], reps, seed)
-            fc = bootstrap_ci([s["final_cost"] for s in scores], reps, seed)
+            mc = ci([s["mean_cost"] for s in scores])
+            fr = ci([s["final_reward"] for s in scores])
+            fc = ci([s["final_cost"] for s in scores])
             rows.append((label, own, len(recs), mc, fr, fc))
         points[env] = rows
         reference = [r for r in records if r.env_id == env and r.group == "ablation-components" and r.label == NO_EXCLUSION]
         if reference:  # sTRPO that ignores pi_unsafe: the floor any pi_unsafe is measured against
             scores = [run_scores(r) for r in reference]
-            references[env] = tuple(bootstrap_ci([s[k] for s in scores], reps, seed) for k in ("mean_cost", "final_reward", "final_cost"))
+            references[env] = tuple(ci([s[k] for s in scores]) for k in ("mean_cost", "final_reward", "final_cost"))
         md += [f"### {env}", "", "| π_unsafe given to sTRPO | its own episode cost | sTRPO seeds | sTRPO mean cost over "
                "training [95% CI] | sTRPO final reward [95% CI] | sTRPO final cost [95% CI] |", "|---|---|---|---|---|---|"]
         for label, own, n, *cis in rows + ([(f"none: {NO_EXCLUSION} (ablation-components)", float("nan"), len(reference),
