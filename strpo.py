@@ -1172,8 +1172,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         total_cost += float(roll.cost.sum())
 
         # ---------------- 1. reward and cost GAE (z-scored in joint_advantage, eq. 6) ----------------
-        # the update sees the states through the normaliser the rollout policy acted with, so that
-        # pi_k of the ratio and of the KL ball is the behaviour policy; the batch enters it afterwards
+        obs_rms.update(roll.obs.reshape(-1, obs_dim))  # normaliser refreshed once, then fixed for the update
         b_obs = obs_rms.normalize(torch.as_tensor(roll.obs.reshape(-1, obs_dim)))
         b_next_obs = obs_rms.normalize(torch.as_tensor(roll.next_obs.reshape(-1, obs_dim)))
         b_act = torch.as_tensor(roll.act.reshape(-1, act_dim))
@@ -1205,8 +1204,6 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                                                              args.critic_epochs, args.critic_minibatch_size)
         except FloatingPointError as exc:
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
-
-        obs_rms.update(roll.obs.reshape(-1, obs_dim))  # the next rollout acts with the batch included
 
         # ---------------- logging ----------------
         now = time.time()
