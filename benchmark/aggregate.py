@@ -45,6 +45,7 @@ import importlib.util
 import json
 import math
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -347,6 +348,53 @@ def commits_text(records: list[Record]) -> str:
         key = commit_key(r.commit, r.dirty)
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: kv[0] == "unrecorded"))
+
+
+def git_blob(commit: str, path: str) -> Optional[str]:
+    """The blob id of `path` at `commit` (None: no such commit or file, or no git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def shipped_unsafe_costs(readme: Path = ROOT / "unsafe_policies" / "README.md") -> dict[str, str]:
+    """{task: sampled episode cost of its shipped pi_unsafe} from the table benchmark/evaluate_unsafe.py writes."""
+    costs, header = {}, None
+    for line in readme.read_text().splitlines() if readme.is_file() else []:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None and "task" in cells:
+            header = cells
+        elif header and len(cells) == len(header) and cells[0].startswith("Safety"):
+            costs[cells[0]] = cells[header.index("episode cost, pi_unsafe sampled")]
+    return costs
+
+
+def unsafe_policy_text(records: list[Record], env: str) -> Optional[str]:
+    """Which pi_unsafe the sTRPO runs on `env` kept away from: the file their config.json names (default
+    unsafe_policies/{env}.pt), and whether it is the one shipped now (same git blob at the runs' commits)."""
+    recs = [r for r in records if r.label == "strpo" and r.env_id == env]
+    if not recs:
+        return None
+    paths = {}
+    for r in recs:
+        config = json.loads((r.path.parent / "config.json").read_text()) if (r.path.parent / "config.json").is_file() else {}
+        path = config.get("unsafe_policy_path") or f"unsafe_policies/{env}.pt"
+        paths[path] = paths.get(path, 0) + 1
+    if set(paths) != {f"unsafe_policies/{env}.pt"}:
+        return f"sTRPO's π_unsafe on {env}: {', '.join(f'{p} ({n} of {len(recs)} runs)' for p, n in sorted(paths.items()))}."
+    now = git_blob("HEAD", f"unsafe_policies/{env}.pt")
+    if now is None:
+        return f"sTRPO's π_unsafe on {env}: `unsafe_policies/{env}.pt` (git cannot tell which version: no history here)."
+    same = [r.commit is not None and now is not None and git_blob(r.commit, f"unsafe_policies/{env}.pt") == now
+            for r in recs]
+    cost = shipped_unsafe_costs().get(env)
+    shipped = f"`unsafe_policies/{env}.pt`, shipped now" + (f" (sampled episode cost {cost}, unsafe_policies/README.md)" if cost else "")
+    if all(same):
+        return f"sTRPO's π_unsafe on {env}: {shipped}, in all {len(recs)} runs."
+    return (f"sTRPO's π_unsafe on {env}: {shipped}, in {sum(same)} of {len(recs)} runs; the other runs used the file "
+            "of their own commit (an earlier π_unsafe, or a commit run.json did not record).")
 
 
 def normalisation(records: list[Record], final_epochs: Optional[int]) -> dict[str, tuple[float, float]]:
@@ -1117,6 +1165,8 @@ def main(args: Args) -> Path:
         md += [f"![{kind} tasks]({figs(path)})", ""]
     for env in sorted({r["env_id"] for r in table}):
         md += [f"### {env}", ""] + markdown_table([r for r in table if r["env_id"] == env]) + [""]
+        line = unsafe_policy_text(main_recs, env)
+        md += [line, ""] if line else []
     if table:
         md += [f"Table as CSV: [{figs(out_dir / 'results_main.csv')}]({figs(out_dir / 'results_main.csv')})."]
     else:

@@ -424,3 +424,28 @@ def test_a_users_default_run_folders_show_pi_unsafe_runs_as_pi_unsafe_not_as_bas
     baselines = [line.split("|")[1].strip() for line in md.split("| baseline |")[1].split("\n\n")[0].splitlines()[2:]]
     assert baselines == ["CPO"]  # the probability-of-improvement table
     assert "### ablation-unsafe-reference on SafetyHopperVelocity-v1" in md and "| cvar critic |" in md
+
+
+def test_the_page_names_sTRPOs_pi_unsafe_and_whether_its_runs_used_the_shipped_one(agg, tmp_path):
+    """The table of benchmark/evaluate_unsafe.py gives each shipped pi_unsafe's cost; a run whose commit holds
+    today's file used it, a run without a recorded commit (or with another file) is named as such."""
+    import subprocess
+    costs = agg.shipped_unsafe_costs()
+    assert set(costs) == {"SafetyCarCircle1-v0", "SafetyCarGoal1-v0", "SafetyAntVelocity-v1", "SafetyHopperVelocity-v1"}
+    assert all("±" in c for c in costs.values())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    env = "SafetyHopperVelocity-v1"
+    for seed in (0, 1):
+        write_run(tmp_path, f"{env}__strpo__{seed}", env, "strpo", seed, [1, 2], [3, 4])
+    recs, _ = agg.load_records([tmp_path])
+    recs[0].commit = head
+    text = agg.unsafe_policy_text(recs, env)
+    assert f"unsafe_policies/{env}.pt" in text and costs[env] in text and "in 1 of 2 runs" in text
+    recs[1].commit = head
+    assert "in all 2 runs" in agg.unsafe_policy_text(recs, env)
+    config = recs[1].path.parent / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "unsafe_policy_path": "runs/mine.pt"}))
+    assert "runs/mine.pt (1 of 2 runs), unsafe_policies/SafetyHopperVelocity-v1.pt (1 of 2 runs)" in agg.unsafe_policy_text(recs, env)
+    assert agg.unsafe_policy_text(recs, "SafetyCarGoal1-v0") is None
