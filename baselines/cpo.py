@@ -364,7 +364,7 @@ def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm
 # Model: observation normaliser, Gaussian actor, critics
 # ----------------------------------------------------------------------------------------------
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
-LOG_STD_INIT = 0.0  # initial policy std 1, as Achiam's code (rllab GaussianMLPPolicy init_std=1.0) and OmniSafe
+LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 
 
 class RunningMeanStd:
