@@ -104,3 +104,31 @@ def test_a_copy_edited_alone_is_caught():
     assert without_docstrings(edited) != without_docstrings(node)
     redocumented = ast.parse(ast.unparse(node).replace('"""', '"""Another docstring. ', 1)).body[0]
     assert without_docstrings(redocumented) == without_docstrings(node)
+
+
+SHARED_CONSTANTS = ("OBS_CLIP", "LOG_STD_INIT")  # the observation clip and the initial policy std
+SHARED_DEFAULTS = ("hidden_sizes", "gamma", "steps_per_epoch", "num_envs", "cost_limit")
+
+
+def module_constants(path: Path) -> dict[str, object]:
+    tree = ast.parse(path.read_text())
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in SHARED_CONSTANTS}
+
+
+def args_defaults(path: Path) -> dict[str, object]:
+    args = next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef) and n.name == "Args")
+    return {n.target.id: ast.literal_eval(n.value) for n in args.body
+            if isinstance(n, ast.AnnAssign) and n.value is not None and n.target.id in SHARED_DEFAULTS}
+
+
+def test_every_training_script_starts_from_the_same_network_and_noise():
+    """A comparison of algorithms must not confound the algorithm with its initial policy std, network or
+    budget conventions (docs/conventions.md): these constants and defaults are equal in all ten scripts."""
+    reference = {**module_constants(TRAINING[0]), **args_defaults(TRAINING[0])}
+    assert set(reference) == set(SHARED_CONSTANTS) | set(SHARED_DEFAULTS)
+    for path in TRAINING[1:]:
+        values = {**module_constants(path), **args_defaults(path)}
+        differ = {k: (values.get(k), v) for k, v in reference.items() if values.get(k) != v}
+        assert not differ, f"{path.relative_to(ROOT)} differs from strpo.py in {differ} (its value, strpo.py's)"
