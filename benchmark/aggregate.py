@@ -244,13 +244,25 @@ def publish_runs(source: Path, dest: Path) -> list[str]:
 
 
 def read_robustness(inputs: list[Path]) -> list[dict]:
-    rows = []
+    """The rows of every robustness.csv under the inputs; a checkpoint (task, algorithm, seed) swept more than
+    once keeps the rows of its newest sweep (run.json's started_at), e.g. a `--algos strpo` sweep over the
+    full one after sTRPO's runs were redone."""
+    rows = {}
     for folder in inputs:
         if folder.is_dir():
             for path in sorted(folder.rglob("robustness.csv")):
+                record = path.parent.parent / "run.json"
+                try:
+                    started = float(json.loads(record.read_text()).get("started_at") or 0) if record.is_file() else 0.0
+                except json.JSONDecodeError:
+                    started = 0.0
                 with open(path, newline="") as f:
-                    rows += [{**r, "source": str(path)} for r in csv.DictReader(f)]
-    return rows
+                    for r in csv.DictReader(f):
+                        key = tuple(r.get(k) for k in ("env_id", "algo", "seed", "rate", "deterministic"))
+                        key = key if None not in key[:4] else (str(path), len(rows))  # not a sweep's row: kept as is
+                        if key not in rows or started >= rows[key][0]:
+                            rows[key] = (started, {**r, "source": str(path)})
+    return [row for _, row in rows.values()]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation ta
   on Hopper and CarCircle1, and sTRPO given each; ablation-unsafe-strength: sTRPO (seeds 0-4) against
   the policies that collected epochs of C.2's CVaR pi_unsafe run of seed 0; `ablations` = all five;
 - robustness (D): robustness_attack.py on the final checkpoints of `main` for the four paper tasks,
-  attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms;
+  attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms; with `--algos`, one
+  call per (task, seed) with just those algorithms' checkpoints, named `{task}__robustness-{algos}__{seed}`
+  (e.g. after sTRPO's main runs are redone; aggregate.py takes each checkpoint's rows from its newest sweep);
 - all: everything above.
 Presets beyond the paper's matrix (not in `all`):
 - seeds: seeds 0-9 of sTRPO, CPO, CPPO-PID and CUP on SafetyHopperVelocity-v1 and SafetyCarCircle1-v0 at
@@ -84,7 +86,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -362,6 +364,16 @@ def expand_presets(names: list[str]) -> list[str]:
     return out
 
 
+def only_algos(run: Run, algos: list[str]) -> Run:
+    """A robustness sweep narrowed to the checkpoints of `algos` (another name: it never replaces the full sweep's
+    folder); the sweep itself when none of them is a main algorithm."""
+    keep = sorted(a for a in algos if a in ALGORITHMS)
+    if not keep:
+        return run
+    flags = [f for f in run.flags if not f.startswith("@ckpt:") or Path(f).stem in keep]
+    return replace(run, name=run.name.replace("__robustness__", f"__robustness-{'-'.join(keep)}__"), flags=flags)
+
+
 def select_runs(args: Args) -> list[Run]:
     """Presets expanded, then narrowed by --algos/--env-ids/--filter and changed by the budget overrides."""
     seeds = tuple(args.seeds) if args.seeds is not None else None
@@ -372,6 +384,7 @@ def select_runs(args: Args) -> list[Run]:
         if unknown:
             raise SystemExit(f"error: unknown --algos {unknown}; choose from {', '.join(ALGORITHMS)}")
         runs = [r for r in runs if Path(r.script).stem in args.algos or r.kind == "robustness"]
+        runs = [only_algos(r, args.algos) if r.kind == "robustness" else r for r in runs]
     if args.env_ids is not None:
         runs = [r for r in runs if r.env_id in args.env_ids]
     for pattern in args.filter:

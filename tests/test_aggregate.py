@@ -449,3 +449,19 @@ def test_the_page_names_sTRPOs_pi_unsafe_and_whether_its_runs_used_the_shipped_o
     config.write_text(json.dumps({**json.loads(config.read_text()), "unsafe_policy_path": "runs/mine.pt"}))
     assert "runs/mine.pt (1 of 2 runs), unsafe_policies/SafetyHopperVelocity-v1.pt (1 of 2 runs)" in agg.unsafe_policy_text(recs, env)
     assert agg.unsafe_policy_text(recs, "SafetyCarGoal1-v0") is None
+
+
+def test_a_checkpoint_swept_twice_keeps_the_rows_of_its_newest_sweep(agg, tmp_path):
+    """A full sweep of two algorithms, then a newer sweep of sTRPO alone: sTRPO's rows come from the newer one,
+    CPO's from the full one, and only the sweeps whose rows are kept are cited."""
+    header = "checkpoint,algo,env_id,rate,episodes,reward_mean,cost_mean,seed,deterministic"
+    for name, started, algos, cost in (("E__robustness__0", 100.0, ("strpo", "cpo"), 5.0),
+                                       ("E__robustness-strpo__0", 200.0, ("strpo",), 1.0)):
+        (tmp_path / name / "attack").mkdir(parents=True)
+        (tmp_path / name / "run.json").write_text(json.dumps({"started_at": started}))
+        lines = [f"{a}.pt,{a},E,{rate},20,10,{cost},0,True" for a in algos for rate in ("0.0", "1.0")]
+        (tmp_path / name / "attack" / "robustness.csv").write_text("\n".join([header, *lines]) + "\n")
+    rows = agg.read_robustness([tmp_path])
+    assert len(rows) == 4
+    assert {(r["algo"], float(r["cost_mean"]), "-strpo" in r["source"]) for r in rows} == {("strpo", 1.0, True),
+                                                                                           ("cpo", 5.0, False)}

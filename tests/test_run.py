@@ -305,3 +305,16 @@ def test_a_tracked_run_logs_offline_to_wandb_grouped_as_the_page_and_records_its
     assert not any(os.path.isabs(token) for token in record["command"].split()), record["command"]
     assert sys.executable not in json.dumps(record)
     assert not any(isinstance(v, str) and os.path.isabs(v) for v in record.values())
+
+
+def test_robustness_with_algos_sweeps_just_their_checkpoints_under_its_own_name(run_py):
+    """`--preset robustness --algos strpo` re-sweeps sTRPO's redone checkpoints without touching the full
+    sweeps' folders (aggregate.py then takes each checkpoint's rows from its newest sweep)."""
+    full = {r.name: r for r in run_py.select_runs(run_py.Args(preset=["robustness"]))}
+    narrow = run_py.select_runs(run_py.Args(preset=["robustness"], algos=["strpo", "cpo"]))
+    assert len(narrow) == len(full) == 12
+    for r in narrow:
+        base = full[r.name.replace("__robustness-cpo-strpo__", "__robustness__")]
+        assert r.name != base.name and r.inputs == [f"{r.env_id}__{a}__{r.seed}" for a in ("strpo", "cpo")]
+        assert [f for f in r.flags if not f.startswith("@ckpt:")] == [f for f in base.flags if not f.startswith("@ckpt:")]
+    assert run_py.select_runs(run_py.Args(preset=["robustness"], algos=["robustness_attack"]))[0].name in full
