@@ -209,10 +209,8 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
 # --- Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics ---
 def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
                 episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
-    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
-    The recursion is cut wherever an episode ended (terminated or truncated).
-    Returns (advantages, returns = advantages + values)."""
+    """GAE over a [T, num_envs] block; next_values[t] = V of the true successor (the final observation of a truncated
+    episode), 0 after a termination; the recursion stops at every episode end. Returns (advantages, returns)."""
     T = rewards.shape[0]
     adv = np.zeros_like(rewards, dtype=np.float64)
     deltas = rewards + gamma * (1.0 - terminated) * next_values - values
@@ -225,9 +223,7 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
 
 def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
     """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
+    x, r, p = torch.zeros_like(b), b.clone(), b.clone()
     rr = torch.dot(r, r)
     for _ in range(iters):
         if rr <= residual_tol:
@@ -276,9 +272,8 @@ def get_flat_params(module: nn.Module) -> torch.Tensor:
 
 
 def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
-    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
-    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
-    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
+    """Each parameter gets its slice of `flat` in a storage of its own: views into `flat` (vector_to_parameters) round
+    small matmuls differently (a resumed run would differ); an in-place copy would change tensors read from the old."""
     offset = 0
     for p in module.parameters():
         p.data = flat[offset:offset + p.numel()].view_as(p).clone()
@@ -287,11 +282,8 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
 
 def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
                 targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
-    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
-    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
-    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
-    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
-    before any step is taken with it."""
+    """Regress each critic V(s) on its GAE returns: per shuffled minibatch one step on the sum of their MSE losses
+    (disjoint parameters: each gets its own Adam step). Returns each one's mean loss; a non-finite loss raises."""
     loss_sums, steps = torch.zeros(len(critics)), 0
     for _ in range(epochs):
         perm = torch.randperm(norm_obs.shape[0])
@@ -395,66 +387,54 @@ def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np
 
 
 class Rollout:
-    """One epoch of experience from every env, in arrays allocated once of shape (steps, envs, ...),
-    with raw observations (SPEC 3); the policy is called once per step for all envs. The running
-    episodes' sums carry over from one epoch to the next; `episode` numbers each env's running
-    episode (SeedEachEpisode's k), which is what a resumed run restarts from."""
+    """One epoch of every env's experience (raw observations, SPEC 3) in arrays (steps, envs, ...) allocated once.
+    Episode sums carry over epochs; `episode` numbers each env's running episode (what a resumed run restarts)."""
 
-    def __init__(self, envs, num_steps: int, episode: Optional[np.ndarray] = None):
-        n, obs_dim = envs.num_envs, envs.single_observation_space.shape[0]
+    def __init__(self, envs, num_steps: int):
+        n, obs_dim, act_dim = envs.num_envs, envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
         self.envs, self.num_steps = envs, num_steps
         self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
         self.obs = np.zeros((num_steps, n, obs_dim), np.float32)
         self.next_obs = np.zeros((num_steps, n, obs_dim), np.float32)  # s' of each step, also when the episode ended
-        self.act = np.zeros((num_steps, n, envs.single_action_space.shape[0]), np.float32)  # unclipped samples
-        self.rew = np.zeros((num_steps, n), np.float64)
-        self.cost = np.zeros((num_steps, n), np.float64)
-        self.term = np.zeros((num_steps, n), np.float64)  # terminated: no bootstrap from s'
-        self.end = np.zeros((num_steps, n), np.float64)  # terminated or truncated: GAE stops here
-        self.ep_ret, self.ep_cost, self.ep_len = np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
-        self.episode = np.zeros(n, np.int64) if episode is None else episode
+        self.act = np.zeros((num_steps, n, act_dim), np.float32)  # unclipped samples
+        self.rew, self.cost = np.zeros((num_steps, n)), np.zeros((num_steps, n))
+        self.term = np.zeros((num_steps, n))  # terminated: no bootstrap from s'
+        self.end = np.zeros((num_steps, n))  # terminated or truncated: GAE stops here
+        self.ep_ret, self.ep_cost, self.ep_len, self.episode = np.zeros(n), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.finished_ret, self.finished_cost, self.finished_len = [], [], []
 
     def reset(self, seed: int, resumed: bool) -> np.ndarray:
-        """Reset every env at its episode number (self.episode: 0, or the saved ones of a resumed run);
-        returns the first observations."""
+        """Reset every env at its episode number (0, or a resumed run's); returns the first observations."""
         if resumed:
             # a navigation task's first reset reads its accelerometer differently from every later reset with the
             # same seed (measured on CarCircle1): one extra reset makes a restarted episode start as it did
             self.envs.reset(seed=seed)
-        obs, _ = self.envs.reset(seed=seed, options={"episode": self.episode.tolist()})
-        return obs
+        return self.envs.reset(seed=seed, options={"episode": self.episode.tolist()})[0]
 
     def collect(self, actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
-        """Act for num_steps steps from `obs` with pi(.|s); returns the observation to continue from.
-        The episodes that finished are in finished_ret/_cost/_len."""
+        """num_steps steps from `obs` with pi(.|s); returns the observation to continue from."""
         self.finished_ret, self.finished_cost, self.finished_len = [], [], []
         for t in range(self.num_steps):
             self.obs[t] = obs
-            action = sample_actions(actor, obs_rms, obs)
-            self.act[t] = action
+            self.act[t] = action = sample_actions(actor, obs_rms, obs)
             obs, reward, cost, terminated, truncated, info = self.envs.step(np.clip(action, self.low, self.high))
-            self.rew[t], self.cost[t], self.term[t] = reward, cost, terminated
             done = np.logical_or(terminated, truncated)
-            self.end[t] = done
-            self.next_obs[t] = obs
+            self.rew[t], self.cost[t], self.term[t], self.end[t], self.next_obs[t] = reward, cost, terminated, done, obs
             self.ep_ret += reward
             self.ep_cost += cost
             self.ep_len += 1
-            if done.any():
-                for i in np.flatnonzero(done):
-                    self.next_obs[t, i] = info["final_observation"][i]  # true successor for the bootstrap
-                    self.finished_ret.append(self.ep_ret[i])
-                    self.finished_cost.append(self.ep_cost[i])
-                    self.finished_len.append(self.ep_len[i])
-                self.ep_ret[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
-                self.episode += done  # the autoreset started each done env's next episode
+            for i in np.flatnonzero(done):
+                self.next_obs[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                self.finished_ret.append(self.ep_ret[i])
+                self.finished_cost.append(self.ep_cost[i])
+                self.finished_len.append(self.ep_len[i])
+            self.ep_ret[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
+            self.episode += done  # the autoreset started each done env's next episode
         return obs
 
     def gae(self, rewards: np.ndarray, critic: nn.Module, norm_obs: torch.Tensor, norm_next_obs: torch.Tensor,
             gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-        """GAE(gamma, lambda) advantages and returns of `rewards` (self.rew, or self.cost for the cost) under `critic`,
-        evaluated on the batch's normalised s and s' (flattened in the arrays' order)."""
+        """GAE(gamma, lambda) advantages and returns of `rewards` (rew or cost) under `critic` on the normalised s, s'."""
         with torch.no_grad():
             values = critic(norm_obs).numpy().reshape(rewards.shape)
             next_values = critic(norm_next_obs).numpy().reshape(rewards.shape)
@@ -468,8 +448,7 @@ class Rollout:
                 "ep_len": mean(self.finished_len), "episodes": len(self.finished_ret)}
 
     def resume_episodes(self) -> np.ndarray:
-        """Per env, the episode a resumed run starts at: an episode under way cannot be saved, so it
-        is started afresh as the next one."""
+        """Per env, the episode a resumed run starts at: one under way cannot be saved, it starts afresh as the next."""
         return self.episode + (self.ep_len > 0)
 
 
@@ -905,13 +884,9 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
 
         # ---------------- logging ----------------
-        row = {
-            "global_step": global_step, "epoch": epoch, **roll.episode_stats(),
-            "cost_rate": total_cost / global_step,
-            "jc_used": jc_used, "c": c,
-            **diag,
-            "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss,
-        }
+        row = {"global_step": global_step, "epoch": epoch, **roll.episode_stats(),
+               "cost_rate": total_cost / global_step, "jc_used": jc_used, "c": c, **diag,
+               "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss}
         log_epoch(log, row, f"viol {diag['violation']:8.4f} proj {diag['projection_size']:.3g} kl {diag['kl']:.5f} bt {diag['backtracks']:2d}")
         end_epoch(log, epoch, stop, stateful, roll, global_step=global_step, total_cost=total_cost, jc_used=jc_used, ep_len_used=ep_len_used)
 
