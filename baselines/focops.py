@@ -47,7 +47,6 @@ import tyro
 
 try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
     import farama_notifications
-
     farama_notifications.notifications.pop("gymnasium_robotics", None)
 except ImportError:
     pass
@@ -394,7 +393,6 @@ def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video:
     """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
     With capture_video, env 0 records videos into video_dir."""
     import safety_gymnasium
-
     use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
     fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
     if use_async:
@@ -406,7 +404,6 @@ def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: 
     def thunk():
         import gymnasium
         import safety_gymnasium
-
         if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -493,7 +490,6 @@ def require(condition: bool, message: str) -> None:
 def safety_env_ids() -> list[str]:
     import gymnasium
     import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-
     return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
 
 
@@ -517,7 +513,6 @@ def without_skybox(env):
     import gymnasium
     import mujoco
     import safety_gymnasium.world as world
-
     if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
         return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
@@ -541,7 +536,6 @@ def without_skybox(env):
 def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
     """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
     import wandb
-
     new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
     if new:
         logged.update(p.name for p in new)
@@ -616,7 +610,6 @@ def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
         (run_dir / "config.json").write_text(json.dumps({**asdict(args), "git_commit": commit, "git_dirty": commit and bool(changes)}, indent=2))
     if args.track:
         import wandb
-
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
                    save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
     return args, resume, run_dir
@@ -690,7 +683,6 @@ def log_epoch(log: SimpleNamespace, row: dict, show: str) -> None:
     log.csv_file.flush()
     if args.track:
         import wandb
-
         wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
         if args.capture_video:
             log_new_videos(log.run_dir / "videos", log.videos, row["global_step"])
