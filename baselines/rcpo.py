@@ -498,7 +498,9 @@ def check_common_args(args: Args) -> None:
     """Checks every script shares: renderer, env id, finite floats, positive ints, a step per env, an epoch."""
     if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
         check_renderer()
-    ids = safety_env_ids()
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+    ids = sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
     close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
     require(args.env_id in ids, f"unknown env id '{args.env_id}'." +
             (f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."))
@@ -516,12 +518,6 @@ def check_common_args(args: Args) -> None:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise SystemExit(f"error: {message}")
-
-
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
 
 
 def check_renderer() -> None:

@@ -44,18 +44,18 @@ FILE_LINES = {"strpo.py": 850, "unsafe_cvar_trpo.py": 600}
 BASELINE_LINES = 650
 FEATURES = ("plumbing carries what CleanRL's 164 lines do not: --resume that repeats a run bit for bit (load_resume, "
             "restore, save_resume, atomic writes, progress.csv cut back: ~70 lines), graceful Ctrl-C/SIGTERM (22), "
-            "argument checks (32), the navigation speed-up (24), video with its renderer probe and wandb upload (27), "
+            "argument checks (29), the navigation speed-up (23), video with its renderer probe and wandb upload (26), "
             "the epoch's log and final checkpoint (open_log, log_epoch, finish: ~45, moved out of train)")
 LONGER = ("besides plumbing, two critics, the resumable rollout (episode seeding, final observations), the "
           "multiplier and the per-epoch diagnostics; the main loop reads as the docstring's steps")
 OVER = {  # {file: {budget: (limit, why)}}
-    "strpo.py": {"plumbing": (268, FEATURES + "; and unsafe_policy_path, load_checkpoint for pi_unsafe (30)"),
-                 "total": (1178, LONGER + "; the sTRPO step with its ablations")},
-    "unsafe_cvar_trpo.py": {"plumbing": (263, FEATURES + "; and load_checkpoint for --init-from (25)"),
-                            "total": (1034, LONGER + "; the quantile critic, its SR(lambda) targets and calibration")},
-    **{f"baselines/{name}": {"plumbing": (237, FEATURES), "total": (total, LONGER)} for name, total in (
-        ("cpo.py", 934), ("cppo_pid.py", 871), ("cup.py", 856), ("focops.py", 813),
-        ("pcpo.py", 883), ("ppo_lag.py", 847), ("rcpo.py", 860), ("trpo_lag.py", 891))},
+    "strpo.py": {"plumbing": (266, FEATURES + "; and unsafe_policy_path, load_checkpoint for pi_unsafe (30)"),
+                 "total": (1174, LONGER + "; the sTRPO step with its ablations")},
+    "unsafe_cvar_trpo.py": {"plumbing": (261, FEATURES + "; and load_checkpoint for --init-from (25)"),
+                            "total": (1030, LONGER + "; the quantile critic, its SR(lambda) targets and calibration")},
+    **{f"baselines/{name}": {"plumbing": (235, FEATURES), "total": (total, LONGER)} for name, total in (
+        ("cpo.py", 930), ("cppo_pid.py", 867), ("cup.py", 852), ("focops.py", 809),
+        ("pcpo.py", 879), ("ppo_lag.py", 843), ("rcpo.py", 856), ("trpo_lag.py", 887))},
 }
 
 
