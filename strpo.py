@@ -1078,6 +1078,8 @@ def main(args: Args) -> Path:
     stop = GracefulStop()
     try:
         train(args, run_dir, envs, resume, stop)
+    except FloatingPointError as exc:  # a non-finite update: this epoch is not saved
+        raise SystemExit(f"error: {exc}; no checkpoint written. Try a smaller --delta1 or --critic-lr, or another --seed")
     finally:
         stop.restore()
         envs.close()  # also writes the video of an episode still being recorded
@@ -1142,19 +1144,13 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         if unsafe_actor is not None:  # pi_unsafe on the raw observations through its own normaliser
             with torch.no_grad():
                 unsafe_mean, unsafe_log_std = unsafe_actor(unsafe_rms.normalize(torch.as_tensor(roll.obs.reshape(-1, obs_dim))))
-        try:
-            theta_new, diag = strpo_step(actor, b_obs, b_act, joint_adv, unsafe_mean, unsafe_log_std, args)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --delta1 or another --seed")
+        theta_new, diag = strpo_step(actor, b_obs, b_act, joint_adv, unsafe_mean, unsafe_log_std, args)
         set_flat_params(actor, theta_new)
 
         # ---------------- 8. critics on their GAE returns ----------------
         targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
-        try:
-            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
-                                                             args.critic_epochs, args.critic_minibatch_size)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
+        reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                         args.critic_epochs, args.critic_minibatch_size)
 
         obs_rms.update(roll.obs.reshape(-1, obs_dim))  # the next rollout acts with the batch included
 

@@ -915,6 +915,8 @@ def main(args: Args) -> Path:
     stop = GracefulStop()
     try:
         train(args, run_dir, envs, resume, stop)
+    except FloatingPointError as exc:  # a non-finite update: this epoch is not saved
+        raise SystemExit(f"error: {exc}; no checkpoint written. Try a smaller --target-kl or --critic-lr, or another --seed")
     finally:
         stop.restore()
         envs.close()  # also writes the video of an episode still being recorded
@@ -989,10 +991,7 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
         # ---------------- policy: TRPO step that maximises cost (eq. 3) ----------------
-        try:
-            diag = trpo_step(actor, b_obs, b_act, adv, args)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+        diag = trpo_step(actor, b_obs, b_act, adv, args)
 
         # ---------------- critic ----------------
         if args.critic == "cvar":  # SR(lambda) distributional targets from the critic the rollout used
@@ -1002,15 +1001,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
             ).reshape(batch_size, -1), dtype=torch.float32)
         else:
             critic_targets = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
-        try:
-            if args.critic == "cvar":  # the quantile-Huber loss: fit_critics' loop, not its MSE
-                (critic_loss,) = fit_quantile_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
-                                                      args.critic_minibatch_size, args.huber_kappa)
-            else:
-                (critic_loss,) = fit_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
-                                             args.critic_minibatch_size)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
+        if args.critic == "cvar":  # the quantile-Huber loss: fit_critics' loop, not its MSE
+            (critic_loss,) = fit_quantile_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
+                                                  args.critic_minibatch_size, args.huber_kappa)
+        else:
+            (critic_loss,) = fit_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
+                                         args.critic_minibatch_size)
 
         # ---------------- logging ----------------
         row = {"global_step": global_step, "epoch": epoch, **roll.episode_stats(),

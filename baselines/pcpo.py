@@ -790,6 +790,8 @@ def main(args: Args) -> Path:
     stop = GracefulStop()
     try:
         train(args, run_dir, envs, resume, stop)
+    except FloatingPointError as exc:  # a non-finite update: this epoch is not saved
+        raise SystemExit(f"error: {exc}; no checkpoint written. Try a smaller --target-kl or --critic-lr, or another --seed")
     finally:
         stop.restore()
         envs.close()  # also writes the video of an episode still being recorded
@@ -851,19 +853,13 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         c = (jc_used - args.cost_limit) / ep_len_used
 
         # ---------------- 3-4. PCPO reward step and projection, with the line search (eq. 3-7) ----------------
-        try:
-            diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+        diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
         diag.pop("step")  # the projected step before the line search (tests read it), not a csv column
 
         # ---------------- 5. critics on their GAE returns ----------------
         targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
-        try:
-            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
-                                                             args.critic_epochs, args.critic_minibatch_size)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
+        reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                         args.critic_epochs, args.critic_minibatch_size)
 
         # ---------------- logging ----------------
         row = {"global_step": global_step, "epoch": epoch, **roll.episode_stats(),

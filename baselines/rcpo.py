@@ -764,6 +764,8 @@ def main(args: Args) -> Path:
     stop = GracefulStop()
     try:
         train(args, run_dir, envs, resume, stop)
+    except FloatingPointError as exc:  # a non-finite update: this epoch is not saved
+        raise SystemExit(f"error: {exc}; no checkpoint written. Try a smaller --target-kl or --critic-lr, or another --seed")
     finally:
         stop.restore()
         envs.close()  # also writes the video of an episode still being recorded
@@ -829,18 +831,12 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         penalised_adv = (penalised_adv - penalised_adv.mean()) / (penalised_adv.std() + 1e-8)
 
         # ---------------- 3. policy: natural gradient step on the penalised reward ----------------
-        try:
-            diag = npg_step(actor, b_obs, b_act, penalised_adv, args)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+        diag = npg_step(actor, b_obs, b_act, penalised_adv, args)
 
         # ---------------- 4. critics on their GAE returns ----------------
         targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
-        try:
-            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
-                                                             args.critic_epochs, args.critic_minibatch_size)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
+        reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                         args.critic_epochs, args.critic_minibatch_size)
 
         # ---------------- logging ----------------
         row = {"global_step": global_step, "epoch": epoch, **roll.episode_stats(),
