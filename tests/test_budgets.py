@@ -53,9 +53,9 @@ OVER = {  # {file: {budget: (limit, why)}}
                  "total": (1170, LONGER + "; the sTRPO step with its ablations")},
     "unsafe_cvar_trpo.py": {"plumbing": (261, FEATURES + "; and load_checkpoint for --init-from (25)"),
                             "total": (1026, LONGER + "; the quantile critic, its SR(lambda) targets and calibration")},
-    **{f"baselines/{name}": {"plumbing": (235, FEATURES), "total": (total, LONGER)} for name, total in (
-        ("cpo.py", 926), ("cppo_pid.py", 863), ("cup.py", 848), ("focops.py", 805),
-        ("pcpo.py", 875), ("ppo_lag.py", 839), ("rcpo.py", 852), ("trpo_lag.py", 883))},
+    **{f"baselines/{name}": {"plumbing": (plumbing, FEATURES), "total": (total, LONGER)} for name, plumbing, total in (
+        ("cpo.py", 233, 926), ("cppo_pid.py", 235, 863), ("cup.py", 233, 848), ("focops.py", 233, 805),
+        ("pcpo.py", 232, 875), ("ppo_lag.py", 233, 839), ("rcpo.py", 232, 852), ("trpo_lag.py", 233, 883))},
 }
 
 
