@@ -340,20 +340,16 @@ class RunningMeanStd:
     algorithm), so the result equals numpy's mean/var over all data seen."""
 
     def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = epsilon
+        self.mean, self.var, self.count = np.zeros(shape, np.float64), np.ones(shape, np.float64), epsilon
         self._refresh()
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
         b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
+        delta, total = b_mean - self.mean, self.count + b_count
         self.mean = self.mean + delta * b_count / total
         m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var = m2 / total
-        self.count = total
+        self.var, self.count = m2 / total, total
         self._refresh()
 
     def _refresh(self) -> None:
@@ -367,8 +363,7 @@ class RunningMeanStd:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean = np.asarray(state["mean"], np.float64).copy()
-        self.var = np.asarray(state["var"], np.float64).copy()
+        self.mean, self.var = np.asarray(state["mean"], np.float64).copy(), np.asarray(state["var"], np.float64).copy()
         self.count = float(state["count"])
         self._refresh()
 

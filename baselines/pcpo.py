@@ -35,8 +35,10 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal, Optional
 
 import numpy as np
@@ -46,7 +48,6 @@ import tyro
 
 try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
     import farama_notifications
-
     farama_notifications.notifications.pop("gymnasium_robotics", None)
 except ImportError:
     pass
@@ -204,15 +205,11 @@ def pcpo_update(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, rew
             "step": step.detach().clone()}
 
 
-# ----------------------------------------------------------------------------------------------
-# Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics
-# ----------------------------------------------------------------------------------------------
+# --- Shared math: GAE, conjugate gradient, Fisher-vector product, flat parameters, critics ---
 def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
                 episode_end: np.ndarray, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over a [T, num_envs] block. next_values[t] = V(s_{t+1}) of the *true* successor (the
-    final observation when the episode was truncated at t); a terminated step bootstraps from 0.
-    The recursion is cut wherever an episode ended (terminated or truncated).
-    Returns (advantages, returns = advantages + values)."""
+    """GAE over a [T, num_envs] block; next_values[t] = V of the true successor (the final observation of a truncated
+    episode), 0 after a termination; the recursion stops at every episode end. Returns (advantages, returns)."""
     T = rewards.shape[0]
     adv = np.zeros_like(rewards, dtype=np.float64)
     deltas = rewards + gamma * (1.0 - terminated) * next_values - values
@@ -225,9 +222,7 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray
 
 def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1e-10) -> tuple[torch.Tensor, float]:
     """Solve A x = b for symmetric positive-definite A given only x -> A x. Returns (x, ||b - A x||)."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
+    x, r, p = torch.zeros_like(b), b.clone(), b.clone()
     rr = torch.dot(r, r)
     for _ in range(iters):
         if rr <= residual_tol:
@@ -276,9 +271,8 @@ def get_flat_params(module: nn.Module) -> torch.Tensor:
 
 
 def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
-    """Give each parameter its slice of `flat` in a storage of its own: vector_to_parameters makes them
-    views into `flat`, whose offsets change the float rounding of small matmuls (a resumed run would
-    not repeat the run), and an in-place copy would change tensors read from the old parameters."""
+    """Each parameter gets its slice of `flat` in a storage of its own: views into `flat` (vector_to_parameters) round
+    small matmuls differently (a resumed run would differ); an in-place copy would change tensors read from the old."""
     offset = 0
     for p in module.parameters():
         p.data = flat[offset:offset + p.numel()].view_as(p).clone()
@@ -287,11 +281,8 @@ def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
 
 def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
                 targets: list[torch.Tensor], epochs: int, minibatch_size: int) -> list[float]:
-    """Regress each critic V(s) on its GAE returns: `epochs` passes over shuffled minibatches, one
-    optimiser step on the sum of the critics' MSE losses per minibatch (their parameters are disjoint,
-    so each gets the Adam step it would get alone). Returns each critic's loss averaged over every
-    minibatch of every pass (progress.csv's value losses); a non-finite loss raises FloatingPointError
-    before any step is taken with it."""
+    """Regress each critic V(s) on its GAE returns: per shuffled minibatch one step on the sum of their MSE losses
+    (disjoint parameters: each gets its own Adam step). Returns each one's mean loss; a non-finite loss raises."""
     loss_sums, steps = torch.zeros(len(critics)), 0
     for _ in range(epochs):
         perm = torch.randperm(norm_obs.shape[0])
@@ -309,9 +300,7 @@ def fit_critics(critics: list[nn.Module], optimizer: torch.optim.Optimizer, norm
     return (loss_sums / steps).tolist()
 
 
-# ----------------------------------------------------------------------------------------------
-# Model: observation normaliser, Gaussian actor, critics
-# ----------------------------------------------------------------------------------------------
+# --- Model: observation normaliser, Gaussian actor, critics ---
 OBS_CLIP = 10.0  # normalised observations are clipped to [-10, 10]
 LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action box
 
@@ -321,20 +310,16 @@ class RunningMeanStd:
     algorithm), so the result equals numpy's mean/var over all data seen."""
 
     def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = epsilon
+        self.mean, self.var, self.count = np.zeros(shape, np.float64), np.ones(shape, np.float64), epsilon
         self._refresh()
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
         b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
+        delta, total = b_mean - self.mean, self.count + b_count
         self.mean = self.mean + delta * b_count / total
         m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var = m2 / total
-        self.count = total
+        self.var, self.count = m2 / total, total
         self._refresh()
 
     def _refresh(self) -> None:
@@ -348,8 +333,7 @@ class RunningMeanStd:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean = np.asarray(state["mean"], np.float64).copy()
-        self.var = np.asarray(state["var"], np.float64).copy()
+        self.mean, self.var = np.asarray(state["mean"], np.float64).copy(), np.asarray(state["var"], np.float64).copy()
         self.count = float(state["count"])
         self._refresh()
 
@@ -385,9 +369,7 @@ class Actor(nn.Module):
         return torch.distributions.Normal(mean, log_std.exp())
 
 
-# ----------------------------------------------------------------------------------------------
-# Rollout and environments
-# ----------------------------------------------------------------------------------------------
+# --- Rollout and environments ---
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 
 
@@ -399,66 +381,54 @@ def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np
 
 
 class Rollout:
-    """One epoch of experience from every env, in arrays allocated once of shape (steps, envs, ...),
-    with raw observations (SPEC 3); the policy is called once per step for all envs. The running
-    episodes' sums carry over from one epoch to the next; `episode` numbers each env's running
-    episode (SeedEachEpisode's k), which is what a resumed run restarts from."""
+    """One epoch of every env's experience (raw observations, SPEC 3) in arrays (steps, envs, ...) allocated once.
+    Episode sums carry over epochs; `episode` numbers each env's running episode (what a resumed run restarts)."""
 
-    def __init__(self, envs, num_steps: int, episode: Optional[np.ndarray] = None):
-        n, obs_dim = envs.num_envs, envs.single_observation_space.shape[0]
+    def __init__(self, envs, num_steps: int):
+        n, obs_dim, act_dim = envs.num_envs, envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
         self.envs, self.num_steps = envs, num_steps
         self.low, self.high = envs.single_action_space.low, envs.single_action_space.high
         self.obs = np.zeros((num_steps, n, obs_dim), np.float32)
         self.next_obs = np.zeros((num_steps, n, obs_dim), np.float32)  # s' of each step, also when the episode ended
-        self.act = np.zeros((num_steps, n, envs.single_action_space.shape[0]), np.float32)  # unclipped samples
-        self.rew = np.zeros((num_steps, n), np.float64)
-        self.cost = np.zeros((num_steps, n), np.float64)
-        self.term = np.zeros((num_steps, n), np.float64)  # terminated: no bootstrap from s'
-        self.end = np.zeros((num_steps, n), np.float64)  # terminated or truncated: GAE stops here
-        self.ep_ret, self.ep_cost, self.ep_len = np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
-        self.episode = np.zeros(n, np.int64) if episode is None else episode
+        self.act = np.zeros((num_steps, n, act_dim), np.float32)  # unclipped samples
+        self.rew, self.cost = np.zeros((num_steps, n)), np.zeros((num_steps, n))
+        self.term = np.zeros((num_steps, n))  # terminated: no bootstrap from s'
+        self.end = np.zeros((num_steps, n))  # terminated or truncated: GAE stops here
+        self.ep_ret, self.ep_cost, self.ep_len, self.episode = np.zeros(n), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.finished_ret, self.finished_cost, self.finished_len = [], [], []
 
     def reset(self, seed: int, resumed: bool) -> np.ndarray:
-        """Reset every env at its episode number (self.episode: 0, or the saved ones of a resumed run);
-        returns the first observations."""
+        """Reset every env at its episode number (0, or a resumed run's); returns the first observations."""
         if resumed:
             # a navigation task's first reset reads its accelerometer differently from every later reset with the
             # same seed (measured on CarCircle1): one extra reset makes a restarted episode start as it did
             self.envs.reset(seed=seed)
-        obs, _ = self.envs.reset(seed=seed, options={"episode": self.episode.tolist()})
-        return obs
+        return self.envs.reset(seed=seed, options={"episode": self.episode.tolist()})[0]
 
     def collect(self, actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
-        """Act for num_steps steps from `obs` with pi(.|s); returns the observation to continue from.
-        The episodes that finished are in finished_ret/_cost/_len."""
+        """num_steps steps from `obs` with pi(.|s); returns the observation to continue from."""
         self.finished_ret, self.finished_cost, self.finished_len = [], [], []
         for t in range(self.num_steps):
             self.obs[t] = obs
-            action = sample_actions(actor, obs_rms, obs)
-            self.act[t] = action
+            self.act[t] = action = sample_actions(actor, obs_rms, obs)
             obs, reward, cost, terminated, truncated, info = self.envs.step(np.clip(action, self.low, self.high))
-            self.rew[t], self.cost[t], self.term[t] = reward, cost, terminated
             done = np.logical_or(terminated, truncated)
-            self.end[t] = done
-            self.next_obs[t] = obs
+            self.rew[t], self.cost[t], self.term[t], self.end[t], self.next_obs[t] = reward, cost, terminated, done, obs
             self.ep_ret += reward
             self.ep_cost += cost
             self.ep_len += 1
-            if done.any():
-                for i in np.flatnonzero(done):
-                    self.next_obs[t, i] = info["final_observation"][i]  # true successor for the bootstrap
-                    self.finished_ret.append(self.ep_ret[i])
-                    self.finished_cost.append(self.ep_cost[i])
-                    self.finished_len.append(self.ep_len[i])
-                self.ep_ret[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
-                self.episode += done  # the autoreset started each done env's next episode
+            for i in np.flatnonzero(done):
+                self.next_obs[t, i] = info["final_observation"][i]  # true successor for the bootstrap
+                self.finished_ret.append(self.ep_ret[i])
+                self.finished_cost.append(self.ep_cost[i])
+                self.finished_len.append(self.ep_len[i])
+            self.ep_ret[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
+            self.episode += done  # the autoreset started each done env's next episode
         return obs
 
     def gae(self, rewards: np.ndarray, critic: nn.Module, norm_obs: torch.Tensor, norm_next_obs: torch.Tensor,
             gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
-        """GAE(gamma, lambda) advantages and returns of `rewards` (self.rew, or self.cost for the cost) under `critic`,
-        evaluated on the batch's normalised s and s' (flattened in the arrays' order)."""
+        """GAE(gamma, lambda) advantages and returns of `rewards` (rew or cost) under `critic` on the normalised s, s'."""
         with torch.no_grad():
             values = critic(norm_obs).numpy().reshape(rewards.shape)
             next_values = critic(norm_next_obs).numpy().reshape(rewards.shape)
@@ -472,8 +442,7 @@ class Rollout:
                 "ep_len": mean(self.finished_len), "episodes": len(self.finished_ret)}
 
     def resume_episodes(self) -> np.ndarray:
-        """Per env, the episode a resumed run starts at: an episode under way cannot be saved, so it
-        is started afresh as the next one."""
+        """Per env, the episode a resumed run starts at: one under way cannot be saved, it starts afresh as the next."""
         return self.episode + (self.ep_len > 0)
 
 
@@ -482,7 +451,6 @@ def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video:
     """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
     With capture_video, env 0 records videos into video_dir."""
     import safety_gymnasium
-
     use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
     fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
     if use_async:
@@ -494,7 +462,6 @@ def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: 
     def thunk():
         import gymnasium
         import safety_gymnasium
-
         if multiprocessing.parent_process() is not None:  # an async worker: Ctrl-C and SIGTERM are the main process's
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -536,9 +503,7 @@ def is_navigation_task(env_id: str) -> bool:
     return "Velocity" not in env_id and any(t in env_id for t in NAVIGATION_TASKS)
 
 
-# ----------------------------------------------------------------------------------------------
-# Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging
-# ----------------------------------------------------------------------------------------------
+# --- Plumbing: argument checks, env speed-up, video, checkpoints, resuming, signals, logging ---
 CHECKPOINT_FORMAT_VERSION = 1
 RESUME_FILE = "resume.pt"  # in the run folder: everything --resume needs to continue the run
 RESUME_FORMAT_VERSION = 1
@@ -556,16 +521,15 @@ def validate_args(args: Args) -> None:
 
 
 def check_common_args(args: Args) -> None:
-    """The checks every script shares, as one-line errors before anything is built: a renderer for
-    --capture-video, a known env id, every float flag finite, every int flag but --seed positive, a
-    budget of at least one step per env and one epoch, positive hidden sizes."""
+    """Checks every script shares: renderer, env id, finite floats, positive ints, a step per env, an epoch."""
     if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
         check_renderer()
-    ids = safety_env_ids()
-    if args.env_id not in ids:
-        close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."
-        raise SystemExit(f"error: unknown env id '{args.env_id}'.{hint}")
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+    ids = sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
+    close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
+    require(args.env_id in ids, f"unknown env id '{args.env_id}'." +
+            (f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."))
     for f in fields(args):
         value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
         require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
@@ -574,27 +538,16 @@ def check_common_args(args: Args) -> None:
             f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
     require(args.total_timesteps >= args.steps_per_epoch,
             f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0,
-            f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0, f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
 
 def require(condition: bool, message: str) -> None:
-    """A one-line error for bad input."""
     if not condition:
         raise SystemExit(f"error: {message}")
 
 
-def safety_env_ids() -> list[str]:
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-
-    return sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
-
-
 def check_renderer() -> None:
-    """Recording needs an off-screen renderer: a child process renders one frame with MUJOCO_GL now (no
-    display makes glfw abort the whole process, a missing OSMesa fails `import mujoco`: only a child
-    survives to report it). Triton first: loaded after MuJoCo's EGL context, it segfaults."""
+    """Probe the off-screen renderer in a child (no display or OSMesa aborts the process that tries); triton first."""
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
@@ -609,12 +562,10 @@ def check_renderer() -> None:
 
 
 def without_skybox(env):
-    """A navigation env whose resets compile the MuJoCo world without its skybox texture (most of a reset's time,
-    seen only in rendered frames): raw CarCircle1 runs 2.9-4.2x faster, same episodes (tests/test_envs.py)."""
+    """Navigation resets without the skybox texture (unseen unless rendered): 3-4x faster, same episodes."""
     import gymnasium
     import mujoco
     import safety_gymnasium.world as world
-
     if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
         return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
@@ -638,7 +589,6 @@ def without_skybox(env):
 def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
     """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
     import wandb
-
     new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
     if new:
         logged.update(p.name for p in new)
@@ -647,7 +597,7 @@ def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str
 
 def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env_id: str, algo: str,
                     args: Args, global_step: int) -> None:
-    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads."""
+    """The policy in the common checkpoint format (SPEC 3) that every script and tool reads; never a NaN."""
     state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
@@ -666,8 +616,7 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """run_dir/resume.pt, atomically: the state_dict of every stateful object, the RNG states and the loop's
-    counters. A non-finite network is refused: a NaN never reaches disk."""
+    """resume.pt: every module's state_dict, the RNG states and the loop's counters; never a NaN network."""
     states = {name: module.state_dict() for name, module in modules.items()}
     for name, module in modules.items():
         if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
@@ -677,10 +626,10 @@ def save_resume(run_dir: Path, modules: dict, **counters) -> None:
                  **counters}, run_dir / RESUME_FILE)
 
 
-def load_resume(run_dir: str | Path) -> dict:
-    """The resume checkpoint of a run folder; one-line errors for a missing, corrupt or foreign one."""
-    path = Path(run_dir) / RESUME_FILE
-    require(path.is_file(), f"nothing to resume in {run_dir}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
+def load_resume(cli: Args) -> tuple[Args, dict]:
+    """The saved arguments (other flags are ignored: a run is one experiment) and resume.pt of --resume's run."""
+    path = Path(cli.resume) / RESUME_FILE
+    require(path.is_file(), f"nothing to resume in {cli.resume}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
@@ -688,26 +637,6 @@ def load_resume(run_dir: str | Path) -> dict:
     require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
             f"{path} is not a resume checkpoint of this version of the repository; start the run again")
     require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
-    return state
-
-
-def restore_resume(state: dict, modules: dict) -> None:
-    """Load every stateful object and the RNG states that save_resume wrote; a state that does not fit
-    (another version of the script) is a one-line error."""
-    try:
-        for name, module in modules.items():
-            module.load_state_dict(state["modules"][name])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
-    torch.set_rng_state(state["rng"]["torch"])
-
-
-def resumed_args(cli: Args, state: dict) -> Args:
-    """The arguments the run was started with; flags given with --resume that would change them are
-    ignored, with a warning (a run is one experiment)."""
     try:
         saved = Args(**{**state["args"], "resume": cli.resume})
     except TypeError as exc:
@@ -716,19 +645,15 @@ def resumed_args(cli: Args, state: dict) -> Args:
                if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
     if ignored:
         print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
-    return saved
+    return saved, state
 
 
 def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
-    """(arguments, resume checkpoint, run folder) after the checks of validate_args. --resume continues the
-    folder's run with its saved arguments (folder None: that run is finished and saved); a new run gets
-    {output_dir}/{env_id}__{exp_name}__{seed}__{time}/ and its config.json (args, git commit). --track starts or continues wandb."""
-    resume = load_resume(args.resume) if args.resume else None
-    if resume:
-        args = resumed_args(args, resume)
-        if resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
-            print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
-            return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
+    """(args, resume checkpoint, run folder: None when the resumed run is finished); config.json; wandb."""
+    args, resume = load_resume(args) if args.resume else (args, None)
+    if resume and resume["finished"] and (Path(args.resume) / f"{args.exp_name}.pt").is_file():
+        print(f"{args.resume}: the run is finished ({resume['epoch']} epochs); nothing to resume")
+        return args, resume, None  # (killed after its last epoch but before the final checkpoint: train writes it)
     validate_args(args)
     run_dir = Path(args.resume or Path(args.output_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if not resume:
@@ -738,31 +663,51 @@ def start_run(args: Args) -> tuple[Args, Optional[dict], Optional[Path]]:
         (run_dir / "config.json").write_text(json.dumps({**asdict(args), "git_commit": commit, "git_dirty": commit and bool(changes)}, indent=2))
     if args.track:
         import wandb
-
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_dir.name,
                    save_code=True, dir=str(run_dir), id=resume and resume["wandb_id"], resume=resume and "allow")
     return args, resume, run_dir
 
 
-def open_progress(path: Path, keep_rows: int):
-    """progress.csv for this run's rows: a new run starts it; a resumed run keeps the rows of the epochs its
-    checkpoint holds (a row written after the last checkpoint goes: that epoch runs again)."""
-    if keep_rows == 0:
-        return open(path, "w", newline=""), None
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    require(len(rows) >= keep_rows + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {keep_rows}; start the run again")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(rows[:keep_rows + 1])
-    os.replace(tmp, path)
-    csv_file = open(path, "a", newline="")
-    return csv_file, csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore")  # keeps the run's columns
+def restore(resume: Optional[dict], modules: dict, roll: Rollout, **counters) -> list:
+    """The loop's `counters`; with --resume, the saved ones, every module, the RNG states and episode numbers."""
+    if not resume:
+        return list(counters.values())
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(resume["modules"][name])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
+    random.setstate(resume["rng"]["python"])
+    np.random.set_state(resume["rng"]["numpy"])
+    torch.set_rng_state(resume["rng"]["torch"])
+    roll.episode = resume["episode"]
+    print(f"resuming at epoch {resume['epoch'] + 1}: episodes under way when the run stopped are started afresh")
+    return [resume[k] for k in counters]
+
+
+def open_log(run_dir: Path, args: Args, done: int, num_epochs: int, elapsed: float) -> SimpleNamespace:
+    """progress.csv cut to the `done` epochs of the checkpoint (later ones run again), the run's clock, videos."""
+    path, rows = run_dir / "progress.csv", []
+    if done:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))[:done + 1]
+        require(len(rows) == done + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {done}; start the run again")
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        os.replace(tmp, path)
+    csv_file = open(path, "a" if done else "w", newline="")
+    writer = csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore") if rows else None  # the run's columns
+    print(f"run {run_dir.name}: {num_epochs} epochs x {args.steps_per_epoch // args.num_envs * args.num_envs} steps")
+    now = time.time()
+    return SimpleNamespace(run_dir=run_dir, args=args, csv_file=csv_file, writer=writer, first=done + 1,
+                           num_epochs=num_epochs, loop_start=now, epoch_start=now, start_time=now - elapsed, videos=set())
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch, write its checkpoint and exit with the --resume command
-    (`exit`); a second signal stops at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
+    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch and its checkpoint, then exit (end_epoch); a second signal stops
+    at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
 
     def __init__(self):
         self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
@@ -778,34 +723,52 @@ class GracefulStop:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
-    def exit(self, run_dir: Path, csv_file, track: bool) -> None:
-        csv_file.close()
-        if track:
-            import wandb
-            wandb.finish()
-        print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {run_dir}", flush=True)
-        raise SystemExit(128 + self.signum)
 
-
-def log_epoch(row: dict, csv_file, writer: Optional[csv.DictWriter], track: bool) -> csv.DictWriter:
-    """Append the epoch's row to progress.csv (its header first) and, with --track, its numbers to
-    wandb's charts/ at step global_step; returns the csv writer."""
-    if writer is None:
-        writer = csv.DictWriter(csv_file, fieldnames=list(row))
-        writer.writeheader()
-    writer.writerow(row)
-    csv_file.flush()
-    if track:
+def log_epoch(log: SimpleNamespace, row: dict, show: str) -> None:
+    """The epoch's row (timed) to progress.csv and wandb, new videos to wandb, a console line ending in `show`."""
+    args, now = log.args, time.time()
+    row.update(sps=int(args.steps_per_epoch // args.num_envs * args.num_envs / (now - log.epoch_start)),
+               time_elapsed=round(now - log.start_time, 2))
+    if log.writer is None:
+        log.writer = csv.DictWriter(log.csv_file, fieldnames=list(row))
+        log.writer.writeheader()
+    log.writer.writerow(row)
+    log.csv_file.flush()
+    if args.track:
         import wandb
-
         wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
-    return writer
+        if args.capture_video:
+            log_new_videos(log.run_dir / "videos", log.videos, row["global_step"])
+    left = (now - log.loop_start) / (row["epoch"] - log.first + 1) * (log.num_epochs - row["epoch"])
+    print(f"epoch {row['epoch']:4d} step {row['global_step']:8d} | sps {row['sps']:5d} | ep_ret {row['ep_ret']:8.2f} ep_cost "
+          f"{row['ep_cost']:7.2f} | {show} | {timedelta(seconds=int(now - log.start_time))} ~{timedelta(seconds=int(left))} left",
+          flush=True)
 
 
-def clock(seconds: float) -> str:
-    """h:mm:ss"""
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dict, roll: Rollout, **counters) -> None:
+    """resume.pt every checkpoint_every epochs, at the last and on a stop signal, after which the run exits."""
+    args, last = log.args, epoch == log.num_epochs
+    if epoch % args.checkpoint_every == 0 or last or stop.signum:
+        save_resume(log.run_dir, modules, args=asdict(args), epoch=epoch, finished=last, episode=roll.resume_episodes(),
+                    elapsed=time.time() - log.start_time, wandb_id=args.track and sys.modules["wandb"].run.id or None, **counters)
+    if stop.signum and not last:
+        if args.track:
+            sys.modules["wandb"].finish()
+        print(f"stopped after this epoch; continue with: python {os.path.relpath(__file__)} --resume {log.run_dir}", flush=True)
+        raise SystemExit(128 + stop.signum)
+    log.epoch_start = time.time()
+
+
+def finish(log: SimpleNamespace, envs, actor: Actor, obs_rms: RunningMeanStd, algo: str, global_step: int) -> None:
+    """Close the envs (which writes the last video, uploaded with --track) and save the policy."""
+    envs.close()  # also writes the video of an episode still being recorded
+    if log.args.track and log.args.capture_video:  # its own key: this step's episodes may be logged already
+        log_new_videos(log.run_dir / "videos", log.videos, global_step, key="videos/last_episode")
+    log.csv_file.close()
+    save_checkpoint(log.run_dir / f"{log.args.exp_name}.pt", actor, obs_rms, log.args.env_id, algo, log.args, global_step)
+    print(f"saved {log.run_dir / f'{log.args.exp_name}.pt'}")
+    if log.args.track:
+        sys.modules["wandb"].finish()
 
 
 def main(args: Args) -> Path:
@@ -827,6 +790,8 @@ def main(args: Args) -> Path:
     stop = GracefulStop()
     try:
         train(args, run_dir, envs, resume, stop)
+    except FloatingPointError as exc:  # a non-finite update: this epoch is not saved
+        raise SystemExit(f"error: {exc}; no checkpoint written. Try a smaller --target-kl or --critic-lr, or another --seed")
     finally:
         stop.restore()
         envs.close()  # also writes the video of an episode still being recorded
@@ -835,14 +800,9 @@ def main(args: Args) -> Path:
 
 def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: GracefulStop) -> None:
     """The training loop of main: from scratch, or from the resume checkpoint `resume`."""
-    obs_dim = envs.single_observation_space.shape[0]
-    act_dim = envs.single_action_space.shape[0]
-    video_dir, logged_videos = run_dir / "videos", set()
-    if args.track:
-        import wandb
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
     import gymnasium
-
     max_episode_steps = gymnasium.envs.registry[args.env_id].max_episode_steps or 1000
 
     # agent: actor, separate reward and cost critics (SPEC 3)
@@ -861,23 +821,14 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
     # the loop's state; --resume restores it, and every object of `stateful`, from the last checkpoint
     stateful = {"actor": actor, "reward_critic": reward_critic, "cost_critic": cost_critic, "critic_opt": critic_opt,
                 "obs_rms": obs_rms}
-    start_epoch, global_step, total_cost, elapsed = 1, 0, 0.0, 0.0
-    jc_used, ep_len_used = None, float(max_episode_steps)  # J_c and T of the constraint c = (J_c - d) / T
-    wandb_id = wandb.run.id if args.track else None
-    if resume:
-        restore_resume(resume, stateful)
-        start_epoch, global_step, total_cost = resume["epoch"] + 1, resume["global_step"], resume["total_cost"]
-        jc_used, ep_len_used = resume["jc_used"], resume["ep_len_used"]
-        elapsed, roll.episode = resume["elapsed"], resume["episode"]
-        print(f"resuming {run_dir} at epoch {start_epoch}: episodes under way when it stopped are started afresh")
+    # jc_used, ep_len_used: J_c and T of the constraint c = (J_c - d) / T
+    done, global_step, total_cost, jc_used, ep_len_used, elapsed = restore(
+        resume, stateful, roll, epoch=0, global_step=0, total_cost=0.0, jc_used=None, ep_len_used=float(max_episode_steps),
+        elapsed=0.0)
     obs = roll.reset(args.seed, resumed=resume is not None)
-    csv_file, writer = open_progress(run_dir / "progress.csv", keep_rows=start_epoch - 1)
-    loop_start = time.time()
-    start_time = loop_start - elapsed  # the run's clock, across resumes
-    print(f"run {run_dir.name}: {num_epochs} epochs x {batch_size} steps, {args.num_envs} {type(envs).__name__}")
+    log = open_log(run_dir, args, done, num_epochs, elapsed)
 
-    for epoch in range(start_epoch, num_epochs + 1):
-        epoch_start = time.time()
+    for epoch in range(done + 1, num_epochs + 1):
         obs = roll.collect(actor, obs_rms, obs)  # ---------------- rollout with pi_k ----------------
         global_step += batch_size
         total_cost += float(roll.cost.sum())
@@ -902,54 +853,22 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         c = (jc_used - args.cost_limit) / ep_len_used
 
         # ---------------- 3-4. PCPO reward step and projection, with the line search (eq. 3-7) ----------------
-        try:
-            diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --target-kl or another --seed")
+        diag = pcpo_update(actor, b_obs, b_act, reward_adv, cost_adv, c, args)
         diag.pop("step")  # the projected step before the line search (tests read it), not a csv column
 
         # ---------------- 5. critics on their GAE returns ----------------
         targets = [torch.as_tensor(ret.reshape(-1), dtype=torch.float32) for ret in (reward_ret, cost_ret)]
-        try:
-            reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
-                                                             args.critic_epochs, args.critic_minibatch_size)
-        except FloatingPointError as exc:
-            raise SystemExit(f"error: {exc} at epoch {epoch}; no checkpoint written. Try a smaller --critic-lr")
+        reward_value_loss, cost_value_loss = fit_critics([reward_critic, cost_critic], critic_opt, b_obs, targets,
+                                                         args.critic_epochs, args.critic_minibatch_size)
 
         # ---------------- logging ----------------
-        now = time.time()
-        row = {
-            "global_step": global_step, "epoch": epoch, **roll.episode_stats(),
-            "cost_rate": total_cost / global_step,
-            "jc_used": jc_used, "c": c,
-            **diag,
-            "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss,
-            "sps": int(batch_size / (now - epoch_start)),
-            "time_elapsed": round(now - start_time, 2),
-        }
-        writer = log_epoch(row, csv_file, writer, args.track)
-        if epoch % args.checkpoint_every == 0 or epoch == num_epochs or stop.signum:
-            save_resume(run_dir, stateful, args=asdict(args), epoch=epoch, finished=epoch == num_epochs,
-                        global_step=global_step, total_cost=total_cost, jc_used=jc_used, ep_len_used=ep_len_used,
-                        elapsed=now - start_time, episode=roll.resume_episodes(), wandb_id=wandb_id)
-        if args.track and args.capture_video:
-            log_new_videos(video_dir, logged_videos, global_step)
-        print(f"epoch {epoch:4d} step {global_step:8d} | sps {row['sps']:5d} | ep_cost {row['ep_cost']:7.2f} "
-              f"ep_ret {row['ep_ret']:8.2f} | viol {diag['violation']:8.4f} proj {diag['projection_size']:.3g} "
-              f"kl {diag['kl']:.5f} bt {diag['backtracks']:2d} | {clock(now - start_time)} "
-              f"~{clock((now - loop_start) / (epoch - start_epoch + 1) * (num_epochs - epoch))} left", flush=True)
-        if stop.signum and epoch < num_epochs:
-            stop.exit(run_dir, csv_file, args.track)
+        row = {"global_step": global_step, "epoch": epoch, **roll.episode_stats(),
+               "cost_rate": total_cost / global_step, "jc_used": jc_used, "c": c, **diag,
+               "reward_value_loss": reward_value_loss, "cost_value_loss": cost_value_loss}
+        log_epoch(log, row, f"viol {diag['violation']:8.4f} proj {diag['projection_size']:.3g} kl {diag['kl']:.5f} bt {diag['backtracks']:2d}")
+        end_epoch(log, epoch, stop, stateful, roll, global_step=global_step, total_cost=total_cost, jc_used=jc_used, ep_len_used=ep_len_used)
 
-    envs.close()  # also writes the video of an episode still being recorded
-    if args.track and args.capture_video:  # its own key: this step's episodes may be logged already
-        log_new_videos(video_dir, logged_videos, global_step, key="videos/last_episode")
-    csv_file.close()
-    ckpt_path = run_dir / f"{args.exp_name}.pt"
-    save_checkpoint(ckpt_path, actor, obs_rms, args.env_id, "pcpo", args, global_step)
-    print(f"saved {ckpt_path}")
-    if args.track:
-        wandb.finish()
+    finish(log, envs, actor, obs_rms, "pcpo", global_step)
 
 
 if __name__ == "__main__":

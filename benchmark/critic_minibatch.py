@@ -149,7 +149,10 @@ def validate_args(args: Args, trpo) -> None:
     settings_of(args)  # a malformed --extra-settings entry fails now, not after the rollouts
     if not args.env_ids:
         raise SystemExit("error: --env-ids needs at least one task")
-    ids = trpo.safety_env_ids()
+    import gymnasium
+    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
+
+    ids = sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
     for env_id in args.env_ids:
         if env_id not in ids:
             close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.6)
