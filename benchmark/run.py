@@ -48,9 +48,11 @@ Presets (seeds 0-2; 15,000-step epochs; velocity tasks 450k steps, navigation ta
   on Hopper and CarCircle1, and sTRPO given each; ablation-unsafe-strength: sTRPO (seeds 0-4) against
   the policies that collected epochs of C.2's CVaR pi_unsafe run of seed 0; `ablations` = all five;
 - robustness (D): robustness_attack.py on the final checkpoints of `main` for the four paper tasks,
-  attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms; with `--algos`, one
-  call per (task, seed) with just those algorithms' checkpoints, named `{task}__robustness-{algos}__{seed}`
-  (e.g. after sTRPO's main runs are redone; aggregate.py takes each checkpoint's rows from its newest sweep);
+  attack rates 0, 0.2, ..., 1.0, one call per (task, seed) with the nine algorithms, plus the same
+  checkpoints evaluated with sampled actions at rate 0 (`{task}__robustness-stochastic__{seed}`: training
+  samples its actions, the paper's evaluation takes the mean one); with `--algos`, one call per (task,
+  seed) with just those algorithms' checkpoints, named `{task}__robustness-{algos}__{seed}` (e.g. after
+  sTRPO's main runs are redone; aggregate.py takes each checkpoint's rows from its newest sweep);
 - all: everything above.
 Presets beyond the paper's matrix (not in `all`):
 - seeds: seeds 0-9 of sTRPO, CPO, CPPO-PID and CUP on SafetyHopperVelocity-v1 and SafetyCarCircle1-v0 at
@@ -324,16 +326,17 @@ def preset_runs(preset: str, seeds: Optional[tuple[int, ...]] = None, nav_cpus: 
                                    f"unsafe=epoch{k}", nav_cpus)
                          for seed in STRENGTH_SEEDS]
         return runs
-    if preset == "robustness":  # D: one attack sweep per (task, seed) over the nine algorithms
-        runs = []
+    if preset == "robustness":  # D: one attack sweep per (task, seed) over the nine algorithms, and the
+        runs = []                 # same checkpoints evaluated with sampled actions at alpha = 0
         for env in NAVIGATION_TASKS + tuple(t for t in PAPER_TASKS if t not in NAVIGATION_TASKS):
             for seed in seeds:
                 ckpts = [f"@ckpt:{env}__{algo}__{seed}/{algo}.pt" for algo in ALGORITHMS]
-                runs.append(Run(name=f"{env}__robustness__{seed}", preset="robustness", group="robustness",
-                                label="robustness", script="robustness_attack.py", env_id=env, seed=seed,
-                                flags=["--checkpoints", *ckpts, "--rates", *ROBUSTNESS_RATES,
-                                       "--episodes", str(episodes), "--seed", str(seed)],
-                                cpus=cpus_needed(env, [], nav_cpus)))
+                for kind, rates, mode in (("robustness", ROBUSTNESS_RATES, []),
+                                          ("robustness-stochastic", ("0.0",), ["--stochastic"])):
+                    runs.append(Run(name=f"{env}__{kind}__{seed}", preset="robustness", group="robustness",
+                                    label=kind, script="robustness_attack.py", env_id=env, seed=seed,
+                                    flags=["--checkpoints", *ckpts, "--rates", *rates, "--episodes", str(episodes),
+                                           "--seed", str(seed), *mode], cpus=cpus_needed(env, [], nav_cpus)))
         return runs
     if preset == "seeds":  # main's runs keep main's name and group: the folders main left are reused
         runs = [train_run("main", "main", algo, algo, ALGORITHMS[algo], env, seed, [], nav_cpus=nav_cpus)
@@ -371,7 +374,7 @@ def only_algos(run: Run, algos: list[str]) -> Run:
     if not keep:
         return run
     flags = [f for f in run.flags if not f.startswith("@ckpt:") or Path(f).stem in keep]
-    return replace(run, name=run.name.replace("__robustness__", f"__robustness-{'-'.join(keep)}__"), flags=flags)
+    return replace(run, name=run.name.replace(f"__{run.label}__", f"__{run.label}-{'-'.join(keep)}__"), flags=flags)
 
 
 def select_runs(args: Args) -> list[Run]:

@@ -204,7 +204,11 @@ def test_results_page_from_a_partial_matrix_states_budget_numbers_and_what_is_mi
     # 12 main runs and 2 ablation runs of 100 s each (time_elapsed), one 30-min sweep (run.json)
     assert ("- time by preset, one core per run: main 0.3 h, ablations 0.1 h, robustness 0.5 h (1 sweep, run.json's "
             "start to end); 0.9 core-hours in all.") in md
-    assert "main: 96 of 108 runs not found" in md and "SafetyAntVelocity-v1 CPO (seeds 0 1 2)" in md and "nowhere does not exist" in md
+    # main's 108 runs and the 56 more seeds of the `seeds` preset that share main's names
+    assert "main: 152 of 164 runs not found" in md and "SafetyAntVelocity-v1 CPO (seeds 0 1 2)" in md and "nowhere does not exist" in md
+    assert "- long: 30 of 30 runs not found" in md
+    assert ("- robustness, SafetyAntVelocity-v1, attack sweep (mean action): 27 of 27 checkpoints not evaluated: "
+            "sTRPO (seeds 0 1 2); TRPO-Lag (seeds 0 1 2)") in md
     assert "| sTRPO | 20.0 ± 10.0 [10.0, 30.0] | 2.0 ± 2.0 [0.0, 4.0] | 2.5 ± 2.0 [0.5, 4.5] | 2.5 ± 2.0 [0.5, 4.5] | " in md
     assert "| CPO | 5.0 ± 0.0 [5.0, 5.0] | 30.0 ± 0.0 [30.0, 30.0] | 30.0 ± 0.0 [30.0, 30.0] | 30.0 ± 0.0 [30.0, 30.0] | 1.00 ± 0.00 [1.00, 1.00] |" in md
     assert "Code of the runs behind this table (run.json's git commit): unrecorded (6 runs)." in md
@@ -465,3 +469,45 @@ def test_a_checkpoint_swept_twice_keeps_the_rows_of_its_newest_sweep(agg, tmp_pa
     assert len(rows) == 4
     assert {(r["algo"], float(r["cost_mean"]), "-strpo" in r["source"]) for r in rows} == {("strpo", 1.0, True),
                                                                                            ("cpo", 5.0, False)}
+
+
+def write_sweep(root, name, rows, started=1.7e9):
+    """A robustness_attack.py output as benchmark/run.py leaves it: root/NAME/run.json, root/NAME/attack/."""
+    (root / name / "attack").mkdir(parents=True)
+    (root / name / "run.json").write_text(json.dumps({"group": "robustness", "started_at": started}))
+    with open(root / name / "attack" / "robustness.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["checkpoint", "algo", "env_id", "rate", "episodes", "reward_mean",
+                                          "cost_mean", "seed", "deterministic"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_sampled_action_evaluation_sits_beside_training_and_stays_out_of_the_attack_tables(agg, tmp_path):
+    """Training's final cost (sampled actions), the checkpoint evaluated with sampled actions and with the mean
+    action, on the same seeds; the sampled rows never enter the attack sweep's cells or claims."""
+    env = "SafetyCarCircle1-v0"
+    for seed in (0, 1, 2):  # final cost (last epoch) 10, 12, 14
+        write_run(tmp_path, f"{env}__strpo__{seed}", env, "strpo", seed, [1.0] * 10, [50.0] * 9 + [10.0 + 2 * seed])
+
+    def row(seed, rate, cost, deterministic):
+        return {"checkpoint": f"runs/matrix/{env}__strpo__{seed}/{env}__strpo__{seed}__1/strpo.pt", "algo": "strpo",
+                "env_id": env, "rate": rate, "episodes": 4, "reward_mean": 3.0, "cost_mean": cost, "seed": seed,
+                "deterministic": deterministic}  # a sweep's --seed is its checkpoints' training seed
+    write_sweep(tmp_path, f"{env}__robustness__0", [row(s, r, 100.0 + s, True) for s in (0, 1, 2) for r in (0.0, 0.2)])
+    write_sweep(tmp_path, f"{env}__robustness-stochastic__0", [row(s, 0.0, 20.0 + s, False) for s in (0, 1)])
+    records, _ = agg.load_records([tmp_path])
+    rows = agg.read_robustness([tmp_path])
+    (ev,) = agg.evaluation_rows(rows, records, None)
+    assert ev["seeds"] == "0 1"  # the seeds evaluated both ways, and training's values of the same seeds
+    assert ev["train_cost"] == pytest.approx(11.0) and ev["sampled_cost"] == pytest.approx(20.5)
+    assert ev["mean_cost"] == pytest.approx(100.5)
+    md = agg.evaluation_section([ev], env, "the mean over its last epoch")
+    assert "| sTRPO | 0 1 | 1.0 / 11.0 | 3.0 / 20.5 | 3.0 / 100.5 |" in md
+    assert "closer to training's final cost than the mean action's for 1 of 1 algorithm(s)" in md[-2]
+    out_md = tmp_path / "results.md"
+    agg.main(agg.Args(inputs=[str(tmp_path)], out_md=str(out_md), out_dir=str(tmp_path / "results"), bootstrap_reps=100))
+    page = out_md.read_text()
+    assert "| sTRPO | 100.0 / 101.0 | 100.0 / 101.0 |" not in page  # reward / cost cells of the attack table:
+    assert "| sTRPO | 3 / 101.0 | 3 / 101.0 |" in page  # the mean-action rows alone (20.5 would pull them down)
+    assert "| sTRPO | 0 1 | 1.0 / 11.0 | 3.0 / 20.5 | 3.0 / 100.5 |" in page
+    assert f"- robustness, {env}, sampled-action evaluation at α = 0: 25 of 27 checkpoints not evaluated: sTRPO (seeds 2);" in page

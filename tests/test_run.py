@@ -3,6 +3,7 @@ follow the folders on disk, and a real two-run matrix goes through a local Ray p
 import csv
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -96,20 +97,25 @@ def test_unsafe_strength_runs_strpo_against_policies_of_one_pi_unsafe_run_that_c
 def test_robustness_preset_attacks_the_nine_main_checkpoints_of_each_paper_task_and_seed(run_py):
     runs = run_py.preset_runs("robustness", episodes=7)
     main_names = {r.name for r in run_py.preset_runs("main")}
-    assert len(runs) == 4 * 3 and {r.env_id for r in runs} == set(run_py.PAPER_TASKS)
+    assert len(runs) == 4 * 3 * 2 and {r.env_id for r in runs} == set(run_py.PAPER_TASKS)
     # the navigation sweeps keep the names of the published ones
     assert {f"{env}__robustness__{seed}" for env in run_py.NAVIGATION_TASKS for seed in (0, 1, 2)} <= {r.name for r in runs}
     for r in runs:
         assert len(r.inputs) == 9 and set(r.inputs) <= main_names
         assert all(n.startswith(r.env_id) and n.endswith(f"__{r.seed}") for n in r.inputs)
         rates = r.flags[r.flags.index("--rates") + 1: r.flags.index("--episodes")]
-        assert [float(x) for x in rates] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
         assert flag(r, "--episodes") == "7" and r.checkpoint_name == "robustness.csv"
+        if r.label == "robustness":  # the attack sweep, mean actions (the paper's protocol)
+            assert [float(x) for x in rates] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            assert "--stochastic" not in r.flags
+        else:  # the same checkpoints with sampled actions, unattacked: training's own action mode
+            assert r.label == "robustness-stochastic" and r.name == f"{r.env_id}__robustness-stochastic__{r.seed}"
+            assert rates == ["0.0"] and r.flags[-1] == "--stochastic"
 
 
 def test_aliases_filters_and_overrides_narrow_and_change_the_matrix(run_py):
     args = run_py.Args(preset=["all"])
-    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 40 + 12  # strength shares C.2's 2 sources; not seeds/long
+    assert len(run_py.select_runs(args)) == 108 + 12 + 6 + 24 + 6 + 40 + 24  # strength shares C.2's 2 sources; not seeds/long
     args = run_py.Args(preset=["main", "ablations"], filter=["Hopper", "strpo|cpo"], seeds=[0])
     names = [r.name for r in run_py.select_runs(args)]
     assert names and all("Hopper" in n and ("strpo" in n or "cpo" in n) for n in names)
@@ -240,7 +246,8 @@ def test_every_published_run_is_still_found_finished_with_the_current_presets(ru
     matrix = ROOT / "docs" / "runs" / "matrix"
     records = {p.parent.name: json.loads(p.read_text()) for p in matrix.glob("*/run.json")}
     # a sweep narrowed by `--preset robustness --algos A B` is named {task}__robustness-A-B__{seed}
-    narrowed = {n.split("__")[1].removeprefix("robustness-") for n in records if "__robustness-" in n}
+    kinds = {n.split("__")[1] for n in records} - {"robustness-stochastic"}
+    narrowed = {re.sub(r"^robustness(-stochastic)?-", "", k) for k in kinds if k.startswith("robustness-")}
     selections = [run_py.Args(preset=["all"])] + [run_py.Args(preset=["robustness"], algos=a.split("-"))
                                                   for a in sorted(narrowed)]
     for selection in selections:
@@ -319,9 +326,9 @@ def test_robustness_with_algos_sweeps_just_their_checkpoints_under_its_own_name(
     sweeps' folders (aggregate.py then takes each checkpoint's rows from its newest sweep)."""
     full = {r.name: r for r in run_py.select_runs(run_py.Args(preset=["robustness"]))}
     narrow = run_py.select_runs(run_py.Args(preset=["robustness"], algos=["strpo", "cpo"]))
-    assert len(narrow) == len(full) == 12
+    assert len(narrow) == len(full) == 24
     for r in narrow:
-        base = full[r.name.replace("__robustness-cpo-strpo__", "__robustness__")]
+        base = full[r.name.replace("-cpo-strpo__", "__")]
         assert r.name != base.name and r.inputs == [f"{r.env_id}__{a}__{r.seed}" for a in ("strpo", "cpo")]
         assert [f for f in r.flags if not f.startswith("@ckpt:")] == [f for f in base.flags if not f.startswith("@ckpt:")]
     assert run_py.select_runs(run_py.Args(preset=["robustness"], algos=["robustness_attack"]))[0].name in full
