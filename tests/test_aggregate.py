@@ -323,16 +323,22 @@ def test_appendix_d_claims_are_judged_on_their_ci_over_checkpoints(agg):
               "SafetyCarCircle1-v0": {"strpo": sweep([[1] * 6] * 3), "cpo": sweep([[50] * 6, [55] * 6, [60] * 6])},
               "SafetyHopperVelocity-v1": {"strpo": sweep([[0, 0, 0, 1, 30, 80]] * 3, [[1000, 900, 800, 700, 100, 0]] * 3),
                                           "cpo": sweep([[20] * 6] * 3, [[500, 450, 400, 350, 300, 0]] * 3)}}
-    by = {c.where: c for c in agg.robustness_claims(robust, 0, 1000) if "near zero" not in c.quote}
-    near_zero = next(c for c in agg.robustness_claims(robust, 0, 1000) if "near zero" in c.quote)
+    by = {c.where: c for c in agg.robustness_claims(robust, 0, 1000, baselines=("cpo",)) if "near zero" not in c.quote}
+    near_zero = next(c for c in agg.robustness_claims(robust, 0, 1000, baselines=("cpo",)) if "near zero" in c.quote)
     assert by["D, SafetyCarGoal1-v0"].verdict == "agrees" and by["D, SafetyCarCircle1-v0"].verdict == "agrees"
     assert by["D, SafetyHopperVelocity-v1"].verdict == "agrees" and near_zero.verdict == "agrees"  # median 0.5
     robust["SafetyCarGoal1-v0"]["strpo"] = sweep([[5, 10, 30, 40, 10, 50]] * 3)  # highest at alpha = 1
     robust["SafetyCarCircle1-v0"]["cpo"] = sweep([[0] * 6, [30] * 6, [0] * 6])  # below sTRPO in 2 of 3 seeds
     robust["SafetyHopperVelocity-v1"]["cpo"] = sweep([[20] * 6] * 3, [[2000] * 6] * 3)
-    by = {c.where: c.verdict for c in agg.robustness_claims(robust, 0, 1000) if "near zero" not in c.quote}
+    by = {c.where: c.verdict for c in agg.robustness_claims(robust, 0, 1000, baselines=("cpo",)) if "near zero" not in c.quote}
     assert by == {"D, SafetyCarGoal1-v0": "disagrees", "D, SafetyCarCircle1-v0": "inconclusive",
-                  "D, SafetyHopperVelocity-v1": "disagrees"}
+                  "D, SafetyHopperVelocity-v1": "disagrees", "D, SafetyAntVelocity-v1": "not measured"}
+    # against the eight baselines, a task where only CPO is swept is not measured yet, and says what is missing
+    claims = agg.robustness_claims(robust, 0, 1000)
+    assert len(claims) == 5 and {c.verdict for c in claims if "SafetyCarGoal1" not in c.where and "near zero"
+                                  not in c.quote} == {"not measured"}
+    assert "Not swept yet on this task: TRPO-Lag, PPO-Lag, CPPO-PID, RCPO, PCPO, CUP, FOCOPS" in claims[0].context
+    assert agg.robustness_claims({}, 0, 1000)[-1].verdict == "not measured"  # no sweep at all: still listed
     circle = {"strpo": {1.0: {"cost": 3.0, "reward": 1.0}}, "cpo": {1.0: {"cost": 60.0, "reward": 2.0}}}
     assert "they do not" in agg.full_attack_line(circle)  # alpha = 1: cost 3 vs 60
     circle["cpo"][1.0] = dict(circle["strpo"][1.0])
