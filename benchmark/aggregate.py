@@ -1466,22 +1466,30 @@ def headline(records: list[Record], table: list[dict], agg: dict, claims: list[C
     out += ["", f"Of the paper's {len(claims)} claims checked below, " + ", ".join(f"{n} {words[v]}" for v, n in tally.items() if n)
             + " (each on its 95% CI; at this budget only)."]
     for env in sorted({r.env_id for r in records if r.group == "ablation-components" and r.label == NO_EXCLUSION_LABEL}):
-        default = seed_values(records, env, "main", "strpo", "final_reward", args.final_epochs)
-        if not default:
-            continue
-        diffs = []
-        for key, name, digits in (("mean_cost", "mean cost over training", 1), ("late_cost", "cost over the last third", 1),
-                                  ("over_limit", "fraction of epochs over the limit", 2),
-                                  ("final_reward", "final reward", 0)):
-            a = seed_values(records, env, "main", "strpo", key, args.final_epochs)
-            b = seed_values(records, env, "ablation-components", NO_EXCLUSION_LABEL, key, args.final_epochs)
-            value, low, high = bootstrap_ci(lambda x, y: x - y, [a, b], args.seed, args.bootstrap_reps)
-            measurable = low == low and (low > 0 or high < 0)
-            diffs.append(f"{name} {np.mean(a):.{digits}f} vs {np.mean(b):.{digits}f}, difference {value:+.{digits}f} "
-                         f"[{low:+.{digits}f}, {high:+.{digits}f}] ({'measurable' if measurable else 'not measurable: the CI contains 0'})")
-        out += ["", f"What the exclusion adds, on {env} (default sTRPO against `--no-exclusion`, the same update without "
-                f"the exclusion step; {len(default)} seeds, at this budget only): " + "; ".join(diffs) + "."]
+        text = differences(records, env, ("main", "strpo"), ("ablation-components", NO_EXCLUSION_LABEL), args)
+        if text:
+            out += ["", f"What the exclusion adds, on {env} (default sTRPO against `--no-exclusion`, the same update "
+                    f"without the exclusion step; at this budget only): {text}."]
     return out
+
+
+def differences(records: list[Record], env: str, first: tuple, second: tuple, args: Args) -> str:
+    """Each measure of two (group, label) run sets on a task: their means over seeds and the difference
+    (first - second) with its 95% bootstrap CI (seeds resampled within each set); "" if either set is empty."""
+    diffs = []
+    for key, name, digits in (("mean_cost", "mean cost over training", 1), ("late_cost", "cost over the last third", 1),
+                              ("over_limit", "fraction of epochs over the limit", 2), ("final_reward", "final reward", 0)):
+        a = seed_values(records, env, *first, key, args.final_epochs)
+        b = seed_values(records, env, *second, key, args.final_epochs)
+        if not a or not b:
+            return ""
+        value, low, high = bootstrap_ci(lambda x, y: x - y, [a, b], args.seed, args.bootstrap_reps)
+        measurable = low == low and (low > 0 or high < 0)
+        diffs.append(f"{name} {np.mean(a):.{digits}f} vs {np.mean(b):.{digits}f}, difference {value:+.{digits}f} "
+                     f"[{low:+.{digits}f}, {high:+.{digits}f}] ({'measurable' if measurable else 'not measurable: the CI contains 0'})")
+    n_a = len(seed_values(records, env, *first, "final_reward", args.final_epochs))
+    n_b = len(seed_values(records, env, *second, "final_reward", args.final_epochs))
+    return f"{n_a} against {n_b} seeds; " + "; ".join(diffs)
 
 
 def group_sections(groups: list[str], records: list[Record], main_recs: list[Record], args: Args, out_dir: Path,
@@ -1518,6 +1526,10 @@ def group_sections(groups: list[str], records: list[Record], main_recs: list[Rec
                        "checkpoint is the π_unsafe that seed's ablation-unsafe sTRPO run keeps away from; a high cost "
                        "here is what they are for, not a failure.", ""]
             md += [f"![{group}]({figs(path)})", ""] + markdown_table(rows, "variant") + [""]
+            if group == "seeds-delta2":  # issue 24: do ten seeds ask for another default delta2?
+                text = differences(records, env, ("main", "strpo"), (group, env_recs[0].label), args)
+                md += [f"Default δ2 = 1e-4 against δ2 = 1e-2 (the main text's single δ), on {env} at this budget "
+                       f"only: {text}.", ""] if text else []
     return md
 
 

@@ -517,3 +517,25 @@ def test_sampled_action_evaluation_sits_beside_training_and_stays_out_of_the_att
     assert "| sTRPO | 3 / 101.0 | 3 / 101.0 |" in page  # the mean-action rows alone (20.5 would pull them down)
     assert "| sTRPO | 0 1 | 1.0 / 11.0 | 3.0 / 20.5 | 3.0 / 100.5 |" in page
     assert f"- robustness, {env}, sampled-action evaluation at α = 0: 25 of 27 checkpoints not evaluated: sTRPO (seeds 2);" in page
+
+
+def test_two_run_sets_differ_measurably_only_when_the_ci_of_the_difference_excludes_zero(agg, tmp_path):
+    """The δ2 decision (issue 24) and the exclusion's effect: difference of means over seeds with its CI, and
+    how many seeds each side has (10 of main against 3 of an ablation)."""
+    env = "SafetyHopperVelocity-v1"
+    for seed in range(4):  # default: mean cost over training 10 + seed
+        write_run(tmp_path, f"{env}__strpo__{seed}", env, "strpo", seed, [100.0] * 10, [10.0 + seed] * 10)
+    for seed in range(3):  # delta2 = 1e-2: 30 + seed, far above; the same reward
+        write_run(tmp_path, f"{env}__strpo__delta2=1e-2__{seed}", env, "strpo", seed, [100.0] * 10, [30.0 + seed] * 10,
+                  group="seeds-delta2", label="δ2 = 1e-2 (= δ1)")
+    records, _ = agg.load_records([tmp_path])
+    args = agg.Args(bootstrap_reps=500)
+    text = agg.differences(records, env, ("main", "strpo"), ("seeds-delta2", "δ2 = 1e-2 (= δ1)"), args)
+    assert text.startswith("4 against 3 seeds; mean cost over training 11.5 vs 31.0, difference -19.5 [")
+    assert "(measurable)" in text.split(";")[1]  # the costs never overlap
+    assert "final reward 100 vs 100, difference +0 [+0, +0] (not measurable: the CI contains 0)" in text
+    assert agg.differences(records, env, ("main", "strpo"), ("seeds-delta2", "other"), args) == ""
+    out_md = tmp_path / "results.md"
+    agg.main(agg.Args(inputs=[str(tmp_path)], out_md=str(out_md), out_dir=str(tmp_path / "results"), bootstrap_reps=100))
+    assert f"Default δ2 = 1e-4 against δ2 = 1e-2 (the main text's single δ), on {env} at this budget only: 4 against 3 seeds; " \
+           "mean cost over training 11.5 vs 31.0" in out_md.read_text()
