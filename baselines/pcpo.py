@@ -41,16 +41,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Literal, Optional
 
+import farama_notifications
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
 
-try:  # gymnasium-robotics prints a notice about its Adroit hand tasks at import; these tasks are not those
-    import farama_notifications
-    farama_notifications.notifications.pop("gymnasium_robotics", None)
-except ImportError:
-    pass
+farama_notifications.notifications.pop("gymnasium_robotics", None)  # gymnasium-robotics' Adroit notice: not these tasks
 if os.environ.get("MUJOCO_GL") == "egl":  # MuJoCo loads EGL when imported; libtriton, which torch's optimisers
     import torch._dynamo  # noqa: F401  # load lazily, segfaults when loaded after it: load it first
 
@@ -70,13 +67,11 @@ class Args:
     wandb_entity: Optional[str] = None
     """the wandb entity (team); None uses your default"""
     capture_video: bool = False
-    """if toggled, record every 50th episode of the first env (episode 0 included) to runs/{run_name}/videos/
-    (needs a renderer: MUJOCO_GL=egl when headless); with --track the videos are uploaded to wandb"""
+    """if toggled, record every 50th episode of env 0 (0 included) to runs/{run_name}/videos/ (and wandb with --track)"""
     output_dir: str = "runs"
     """folder under which runs/{run_name}/ (progress.csv, config.json, checkpoint) is written"""
     resume: Optional[str] = None
-    """continue the run in this folder (e.g. runs/{run_name}) from its last checkpoint, with the run's own saved
-    arguments (other flags are ignored): progress.csv is appended, wandb continues the same run"""
+    """continue the run in this folder (e.g. runs/{run_name}) from its last checkpoint and saved arguments (others ignored)"""
     checkpoint_every: int = 1
     """write the run folder's resume.pt every k epochs and at the last epoch (a write takes a few ms)"""
 
@@ -308,7 +303,6 @@ LOG_STD_INIT = -0.5  # initial policy std exp(-0.5) ~ 0.6 on a [-1, 1] action bo
 class RunningMeanStd:
     """Running mean/variance over observations, merged batch by batch (Chan et al. parallel
     algorithm), so the result equals numpy's mean/var over all data seen."""
-
     def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-4):
         self.mean, self.var, self.count = np.zeros(shape, np.float64), np.ones(shape, np.float64), epsilon
         self._refresh()
@@ -355,7 +349,6 @@ def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, out_std: float
 
 class Actor(nn.Module):
     """Gaussian policy: tanh MLP mean, state-independent log-std (the common checkpoint format)."""
-
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)):
         super().__init__()
         self.mean_net = mlp(obs_dim, hidden_sizes, act_dim, out_std=0.01)
@@ -373,17 +366,9 @@ class Actor(nn.Module):
 NAVIGATION_TASKS = ("Goal", "Button", "Push", "Circle", "Race", "FormulaOne")
 
 
-def sample_actions(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray) -> np.ndarray:
-    """Actions of every env from pi(.|s) in one call, without building a Normal (~100 us/step cheaper)."""
-    with torch.inference_mode():
-        mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
-        return (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
-
-
 class Rollout:
     """One epoch of every env's experience (raw observations, SPEC 3) in arrays (steps, envs, ...) allocated once.
     Episode sums carry over epochs; `episode` numbers each env's running episode (what a resumed run restarts)."""
-
     def __init__(self, envs, num_steps: int):
         n, obs_dim, act_dim = envs.num_envs, envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
         self.envs, self.num_steps = envs, num_steps
@@ -410,7 +395,9 @@ class Rollout:
         self.finished_ret, self.finished_cost, self.finished_len = [], [], []
         for t in range(self.num_steps):
             self.obs[t] = obs
-            self.act[t] = action = sample_actions(actor, obs_rms, obs)
+            with torch.inference_mode():  # pi(.|s) of every env in one call, without a Normal (~100 us/step cheaper)
+                mean = actor.mean_net(obs_rms.normalize(torch.as_tensor(obs, dtype=torch.float32)))
+                self.act[t] = action = (mean + actor.log_std.exp() * torch.randn_like(mean)).numpy()
             obs, reward, cost, terminated, truncated, info = self.envs.step(np.clip(action, self.low, self.high))
             done = np.logical_or(terminated, truncated)
             self.rew[t], self.cost[t], self.term[t], self.end[t], self.next_obs[t] = reward, cost, terminated, done, obs
@@ -436,26 +423,18 @@ class Rollout:
 
     def episode_stats(self) -> dict:
         """progress.csv's means over the episodes that finished this epoch (nan when none did)."""
-        def mean(x):
-            return float(np.mean(x)) if x else float("nan")
+        mean = lambda x: float(np.mean(x)) if x else float("nan")  # noqa: E731
         return {"ep_ret": mean(self.finished_ret), "ep_cost": mean(self.finished_cost),
                 "ep_len": mean(self.finished_len), "episodes": len(self.finished_ret)}
-
-    def resume_episodes(self) -> np.ndarray:
-        """Per env, the episode a resumed run starts at: one under way cannot be saved, it starts afresh as the next."""
-        return self.episode + (self.ep_len > 0)
 
 
 def make_vector_env(env_id: str, num_envs: int, vector_mode: str, capture_video: bool = False,
                     video_dir: Optional[Path] = None):
-    """Safety-Gymnasium vector env; async pays for slow navigation tasks, sync for velocity.
-    With capture_video, env 0 records videos into video_dir."""
-    import safety_gymnasium
+    """Safety-Gymnasium vector env (async pays for slow navigation tasks, sync for velocity); env 0 may record videos."""
+    from safety_gymnasium.vector import SafetyAsyncVectorEnv, SafetySyncVectorEnv
     use_async = vector_mode == "async" or (vector_mode == "auto" and is_navigation_task(env_id) and num_envs > 1)
     fns = [make_env(env_id, i, capture_video, video_dir) for i in range(num_envs)]
-    if use_async:
-        return safety_gymnasium.vector.SafetyAsyncVectorEnv(fns)
-    return safety_gymnasium.vector.SafetySyncVectorEnv(fns)
+    return SafetyAsyncVectorEnv(fns) if use_async else SafetySyncVectorEnv(fns)
 
 
 def make_env(env_id: str, idx: int = 0, capture_video: bool = False, video_dir: Optional[Path] = None):
@@ -615,17 +594,6 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_resume(run_dir: Path, modules: dict, **counters) -> None:
-    """resume.pt: every module's state_dict, the RNG states and the loop's counters; never a NaN network."""
-    states = {name: module.state_dict() for name, module in modules.items()}
-    for name, module in modules.items():
-        if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
-            raise SystemExit(f"error: refusing to save a non-finite {name} to {run_dir / RESUME_FILE}")
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                 **counters}, run_dir / RESUME_FILE)
-
-
 def load_resume(cli: Args) -> tuple[Args, dict]:
     """The saved arguments (other flags are ignored: a run is one experiment) and resume.pt of --resume's run."""
     path = Path(cli.resume) / RESUME_FILE
@@ -706,9 +674,7 @@ def open_log(run_dir: Path, args: Args, done: int, num_epochs: int, elapsed: flo
 
 
 class GracefulStop:
-    """SIGINT (Ctrl-C) or SIGTERM: finish the epoch and its checkpoint, then exit (end_epoch); a second signal stops
-    at once (the previous epoch's checkpoint stays). Async env workers ignore both."""
-
+    """SIGINT (Ctrl-C), SIGTERM: finish the epoch and its checkpoint, then exit; a second one stops at once."""
     def __init__(self):
         self.signum, in_main_thread = 0, threading.current_thread() is threading.main_thread()
         self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
@@ -746,11 +712,19 @@ def log_epoch(log: SimpleNamespace, row: dict, show: str) -> None:
 
 
 def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dict, roll: Rollout, **counters) -> None:
-    """resume.pt every checkpoint_every epochs, at the last and on a stop signal, after which the run exits."""
-    args, last = log.args, epoch == log.num_epochs
+    """resume.pt (every module's state, never a NaN network; RNG states; counters) every checkpoint_every epochs, at
+    the last and on a stop signal, after which the run exits. An episode under way restarts afresh as the next one."""
+    args, last, path = log.args, epoch == log.num_epochs, log.run_dir / RESUME_FILE
     if epoch % args.checkpoint_every == 0 or last or stop.signum:
-        save_resume(log.run_dir, modules, args=asdict(args), epoch=epoch, finished=last, episode=roll.resume_episodes(),
-                    elapsed=time.time() - log.start_time, wandb_id=args.track and sys.modules["wandb"].run.id or None, **counters)
+        states = {name: module.state_dict() for name, module in modules.items()}
+        for name, module in modules.items():
+            if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
+                raise SystemExit(f"error: refusing to save a non-finite {name} to {path}")
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
+                     "args": asdict(args), "epoch": epoch, "finished": last, "episode": roll.episode + (roll.ep_len > 0),
+                     "elapsed": time.time() - log.start_time, "wandb_id": args.track and sys.modules["wandb"].run.id or None,
+                     **counters}, path)
     if stop.signum and not last:
         if args.track:
             sys.modules["wandb"].finish()
