@@ -275,7 +275,7 @@ def solve_exclusion_qcqp(q: float, r: float, s: float, b: float, delta1: float) 
         return "infeasible", 0.0, 0.0
     if q > QCQP_EPS and r * math.sqrt(2 * delta1 / q) >= b:  # TRPO's step keeps the margin: lambda2* = 0
         return "inactive", math.sqrt(2 * delta1 / q), 0.0
-    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:  # g = 0 or antiparallel to phi: the shortest step onto the plane
+    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:  # g = 0 or antiparallel to phi: x = (b / s) H^-1 phi
         return "active", 0.0, b / s
     lambda1 = math.sqrt((q * s - r * r) / (2 * delta1 * s - b * b))  # both constraints tight
     lambda2 = max(0.0, (lambda1 * b - r) / s)
