@@ -119,8 +119,8 @@ class Args:
     exclusion_grad: Literal["exact", "importance"] = "exact"
     """phi of eq. 7: exact = autograd of the closed-form Gaussian KL; importance = the paper's estimator"""
     fallback: Literal["exclusion", "none", "reverse"] = "exclusion"
-    """eq. 8 infeasible or no step accepted: exclusion = the recovery step along H^-1 phi (KL to pi_unsafe must not
-    fall); none = keep theta_k; reverse = theta_k - alpha G, eq. 10 read literally (it can move toward pi_unsafe)"""
+    """eq. 8 infeasible or no step accepted: exclusion = the recovery step along H^-1 phi (KL to pi_unsafe must not fall);
+    none = keep theta_k; reverse = theta_k - alpha G, eq. 10 read literally (it can move toward pi_unsafe)"""
     no_exclusion: bool = False
     """ablation: lambda2 = 0 and no exclusion constraint (TRPO on the joint advantage)"""
     no_joint_advantage: bool = False
