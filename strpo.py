@@ -96,29 +96,26 @@ class Args:
     cost_limit: float = 25.0
     """episode cost budget d that the PID multiplier steers the mean episode cost to"""
 
-    # sTRPO
+    # sTRPO (the reasons behind each reading: docs/algorithms/strpo.md)
     unsafe_policy_path: Optional[str] = None
     """checkpoint of pi_unsafe (any algorithm's checkpoint); default unsafe_policies/{env_id}.pt"""
     delta1: float = 1e-2
     """trust-region radius: mean KL(pi_k || pi_new) <= delta1 (eq. 8-9)"""
     delta2: float = 1e-4
-    """exclusion margin of --exclusion-target step: phi^T (theta - theta_k) >= delta2 (eq. 8; appendix C.1's best setting)"""
+    """exclusion margin of --exclusion-target step: phi^T (theta - theta_k) >= delta2 (eq. 8; appendix C.1's best)"""
     exclusion_target: Literal["step", "absolute"] = "step"
-    """which exclusion constraint the step keeps: step = move away from pi_unsafe by delta2 on every update (eq. 8);
-    absolute = stay outside KL(pi_unsafe || pi) > epsilon_excl (the safe trust region F_k, Theorem 3), inactive once far enough"""
+    """step = move away from pi_unsafe by delta2 each update (eq. 8); absolute = keep KL(pi_unsafe || pi) > epsilon_excl (F_k)"""
     epsilon_excl: float = 1.0
-    """radius (mean KL, nats) of the unsafe ball of --exclusion-target absolute: KL(pi_unsafe || pi) > epsilon_excl"""
+    """radius (mean KL, nats) of the unsafe ball of --exclusion-target absolute (Theorem 3)"""
     lambda2_mode: Literal["kkt", "fixed"] = "kkt"
-    """weight of phi in H^-1 (g + lambda2 phi) (eq. 9): kkt = the exact multiplier of eq. 8's exclusion constraint
-    (0 when the plain step already keeps it); fixed = the constant --lambda2 of appendix C.3"""
+    """lambda2 of eq. 9's H^-1 (g + lambda2 phi): kkt = eq. 8's exact KKT multiplier; fixed = --lambda2 (appendix C.3)"""
     lambda2: float = 1.0
-    """the fixed weight of --lambda2-mode fixed (appendix C.3 sweeps 0.01 and 1.0); unused in kkt mode"""
+    """the weight of --lambda2-mode fixed (appendix C.3 sweeps 0.01 and 1.0)"""
     exclusion_grad: Literal["exact", "importance"] = "exact"
     """phi of eq. 7: exact = autograd of the closed-form Gaussian KL; importance = the paper's estimator"""
     fallback: Literal["exclusion", "none", "reverse"] = "exclusion"
-    """when eq. 8 is infeasible or no step passes the line search: exclusion = the pure recovery step along H^-1 phi
-    (KL to pi_unsafe must not fall); none = keep theta_k; reverse = theta_k - alpha G, eq. 10 read literally
-    (it moves toward pi_unsafe whenever G kept the exclusion constraint)"""
+    """eq. 8 infeasible or no step accepted: exclusion = the recovery step along H^-1 phi (KL to pi_unsafe must not fall);
+    none = keep theta_k; reverse = theta_k - alpha G, eq. 10 read literally (it can move toward pi_unsafe)"""
     no_exclusion: bool = False
     """ablation: lambda2 = 0 and no exclusion constraint (TRPO on the joint advantage)"""
     no_joint_advantage: bool = False
@@ -161,7 +158,7 @@ class Args:
 
 ADV_STD_FLOOR = 0.05  # sigma_min of eq. (6)'s z-scoring (appendix A's joint-advantage lemma); per-step units, see zscore
 MARGIN_AIM = 1.01  # the QCQP aims at 1.01 b, a little inside the exclusion constraint, so CG error cannot break it
-MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b
+MARGIN_FRACTION = 0.5  # line search: the measured exclusion margin must reach half the required margin b (Theorem 1)
 MARGIN_SEARCH = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # no step passed: aim at b + f (max margin - b) for these f in turn
 SURROGATE_SLACK = 0.5  # active exclusion: the surrogate change may fall short of its linear prediction by 50%
 QCQP_EPS = 1e-12  # quadratic forms below this are treated as zero (g = 0, phi = 0 or g parallel to phi)
@@ -169,12 +166,14 @@ QCQP_EPS = 1e-12  # quadratic forms below this are treated as zero (g = 0, phi =
 
 def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, joint_adv: torch.Tensor,
                unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor], args: Args) -> tuple[torch.Tensor, dict]:
-    """One sTRPO update from theta_k (steps 4-7 of the docstring); returns the new flat parameters and the
-    diagnostics that make Theorem 1 observable. unsafe_mean, unsafe_log_std: pi_unsafe's outputs on the
-    batch states (None only with --no-exclusion). The actor is left at theta_k. The ablations of args
-    (--no-exclusion, --lambda2-mode fixed, --fallback none/reverse) branch off in ablation_step and
-    fallback_step; the default path is eq. 8-9 alone."""
+    """One sTRPO update from theta_k (steps 4-7 of the docstring): the new flat parameters and the diagnostics that
+    make Theorem 1 observable; the actor is left at theta_k. unsafe_mean, unsafe_log_std: pi_unsafe's outputs on the
+    batch states (None only with --no-exclusion). The ablations (--no-exclusion, --lambda2-mode fixed, --fallback
+    none/reverse) branch off in ablation_step and fallback_step: the default path is eq. 8-9 alone."""
     exclusion = not args.no_exclusion
+    kkt = exclusion and args.lambda2_mode == "kkt"  # the default: eq. 8 solved exactly; else an ablation's step
+    if exclusion and unsafe_mean is None:
+        raise ValueError("the exclusion step needs pi_unsafe's outputs")
     probe = StepProbe(actor, norm_obs, actions, joint_adv, unsafe_mean, unsafe_log_std)
     fisher_obs = norm_obs[::args.fisher_subsample]  # H is a mean over states: a subsample estimates it
 
@@ -183,13 +182,10 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
 
     # eq. (7): g and phi at theta_k; H only through H v
     g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(probe.surrogate(), list(actor.parameters()))])
-    if exclusion and unsafe_mean is None:
-        raise ValueError("the exclusion step needs pi_unsafe's outputs")
     phi = (exclusion_gradient(actor, norm_obs, actions, unsafe_mean, unsafe_log_std, args.exclusion_grad)
            if exclusion else torch.zeros_like(g))
     if not (torch.isfinite(g).all() and torch.isfinite(phi).all()):
         raise FloatingPointError("non-finite gradient g or exclusion gradient phi")
-
     # eq. (9): H^-1 g and H^-1 phi by two CG solves; q = g'H^-1 g, r = phi'H^-1 g, s = phi'H^-1 phi from the true
     # gradients against the CG solutions, so the solved step's phi^T x is exactly the margin aimed at
     x_g, res_g = conjugate_gradient(Hvp, g, args.cg_iters)
@@ -199,13 +195,9 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
     b = (args.delta2 if args.exclusion_target == "step" else args.epsilon_excl - probe.kl_unsafe_before) if exclusion else -math.inf
     max_margin = math.sqrt(2 * args.delta1 * max(s, 0.0))  # the largest phi^T x in the KL ball (along H^-1 phi)
 
-    # eq. (8)'s optimum, aimed a little inside the exclusion constraint (or an ablation's step)
-    if exclusion and args.lambda2_mode == "kkt":
-        b_aim = b + abs(b) * (MARGIN_AIM - 1)
-        case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b_aim, args.delta1)
-    else:
-        b_aim = b
-        case, a_g, a_phi = ablation_step(q, r, s, args)
+    # eq. (8)'s optimum x = a_g H^-1 g + a_phi H^-1 phi, aimed a little inside the exclusion constraint
+    b_aim = b + abs(b) * (MARGIN_AIM - 1) if kkt else b
+    case, a_g, a_phi = solve_exclusion_qcqp(q, r, s, b_aim, args.delta1) if kkt else ablation_step(q, r, s, args)
     full_step = a_g * x_g + a_phi * x_phi
     predicted_margin, predicted_gain = float(phi @ full_step), float(g @ full_step)  # linear model of eq. 8
     if not torch.isfinite(full_step).all():
@@ -214,10 +206,9 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
     # line search on measured quantities; none passes: aim at b + f (max margin - b) and solve eq. 8 again (eq. 9's
     # "adjust lambda2 by line search"): the curvature of KL(pi_unsafe || pi) can outweigh a margin as small as delta2
     required = MARGIN_FRACTION * b if b > 0 else b
-    accepted, backtracks, theta_new, fallback_taken = False, 0, probe.theta_k, ""
-    aims = [b_aim] if not exclusion or args.lambda2_mode != "kkt" else \
-        [b_aim] + [b_aim + (max_margin - b_aim) * f for f in MARGIN_SEARCH if b_aim < max_margin]
-    aim_used, step_case, step, ag, ap = b_aim, case, full_step, a_g, a_phi
+    accepted, backtracks, theta_new, fallback_taken, aim_used = False, 0, probe.theta_k, "", b_aim
+    aims = [b_aim] + ([b_aim + (max_margin - b_aim) * f for f in MARGIN_SEARCH if b_aim < max_margin] if kkt else [])
+    step_case, step, ag, ap = case, full_step, a_g, a_phi
     for aim in aims:
         if aim != b_aim:
             step_case, ag, ap = solve_exclusion_qcqp(q, r, s, aim, args.delta1)
@@ -231,37 +222,75 @@ def strpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, join
         accepted, backtracks, theta_new, aim_used = True, j, probe.theta_k + args.backtrack_coeff**j * step, aim
         a_g, a_phi = ag, ap  # the accepted step's coefficients (lambda2_used below)
         break
-
-    # eq. 8 infeasible or nothing accepted: the fallback (--no-exclusion keeps theta_k, as TRPO does)
     lambda2_used = a_phi / a_g if a_g > 0 else (math.inf if a_phi > 0 else 0.0)
-    if not accepted and exclusion and args.fallback != "none":
+    if not accepted:  # eq. 8 infeasible or nothing accepted
         theta_new, fallback_taken = fallback_step(probe, full_step, x_g, x_phi, (q, r, s, case), args)
-    elif not accepted:
-        fallback_taken = "none"
 
     # diagnostics at the returned parameters; the actor is put back to theta_k
-    kl_new, surr_new, _ = probe.evaluate(theta_new)
-    with torch.no_grad():
-        kl_unsafe_after = probe.kl_to_unsafe(*actor(norm_obs))
+    kl_new, surr_new, kl_unsafe_after = probe.evaluate(theta_new)
     set_flat_params(actor, probe.theta_k)
     if not torch.isfinite(theta_new).all():
         raise FloatingPointError("non-finite parameters after the step")
     return theta_new, {
         "kl": kl_new, "excl_margin": float(phi @ (theta_new - probe.theta_k)),
-        "measured_excl_margin": kl_unsafe_after - probe.kl_unsafe_before,
-        "required_excl_margin": b, "max_excl_margin": max_margin, "predicted_excl_margin": predicted_margin,
-        "kl_unsafe_before": probe.kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after,
-        "qcqp_case": case, "excl_aim": aim_used, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
+        "measured_excl_margin": kl_unsafe_after - probe.kl_unsafe_before, "required_excl_margin": b,
+        "max_excl_margin": max_margin, "predicted_excl_margin": predicted_margin,
+        "kl_unsafe_before": probe.kl_unsafe_before, "kl_unsafe_after": kl_unsafe_after, "qcqp_case": case,
+        "excl_aim": aim_used, "lambda2_used": lambda2_used, "step_coef_g": a_g, "step_coef_phi": a_phi,
         "q": q, "r": r, "s": s, "feasible": int(case != "infeasible"), "accepted": int(accepted),
         "backtracks": backtracks, "fallback": fallback_taken, "surrogate_change": surr_new - probe.surr_old,
-        "predicted_surrogate_change": predicted_gain,
-        "cg_residual_g": res_g, "cg_residual_phi": res_phi, "phi_norm": float(phi.norm()),
-    }
+        "predicted_surrogate_change": predicted_gain, "cg_residual_g": res_g, "cg_residual_phi": res_phi,
+        "phi_norm": float(phi.norm())}
+
+
+def exclusion_gradient(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, unsafe_mean: torch.Tensor,
+                       unsafe_log_std: torch.Tensor, mode: str) -> torch.Tensor:
+    """phi of eq. (7): the gradient at theta_k of mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)). exact: autograd of
+    the closed-form Gaussian KL; importance: the paper's -mean[(pi_unsafe(a|s) / pi_k(a|s)) grad log pi_theta(a|s)]
+    over the batch (s, a), since grad KL(pi_u || pi_theta) = -E_{a~pi_u}[grad log pi_theta(a|s)]."""
+    if mode == "exact":
+        mean, log_std = actor(norm_obs)
+        objective = gaussian_kl(unsafe_mean, unsafe_log_std, mean, log_std).mean()
+    else:
+        logp = actor.distribution(norm_obs).log_prob(actions).sum(-1)
+        unsafe_logp = torch.distributions.Normal(unsafe_mean, unsafe_log_std.exp()).log_prob(actions).sum(-1)
+        objective = -(torch.exp(unsafe_logp - logp.detach()) * logp).mean()
+    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(objective, list(actor.parameters()))])
+
+
+def solve_exclusion_qcqp(q: float, r: float, s: float, b: float, delta1: float) -> tuple[str, float, float]:
+    """Eq. (8), max_x g^T x s.t. 1/2 x^T H x <= delta1 and phi^T x >= b, in closed form from q = g^T H^-1 g,
+    r = g^T H^-1 phi, s = phi^T H^-1 phi: (case, a_g, a_phi) with the optimum x* = a_g H^-1 g + a_phi H^-1 phi, i.e.
+    x* = H^-1 (g + lambda2* phi) / lambda1* of eq. (9). The KKT derivation of each case, which makes this CPO's dual
+    with the cost gradient replaced by -phi: docs/algorithms/strpo.md; tests/test_strpo.py checks it against an
+    independent geometric solve."""
+    if s <= QCQP_EPS:  # phi = 0: no direction can raise the margin
+        return ("infeasible", 0.0, 0.0) if b > 0 else ("inactive", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0)
+    if b > 0 and b * b >= 2 * delta1 * s:  # b beyond sqrt(2 delta1 s), the largest phi^T x in the KL ball
+        return "infeasible", 0.0, 0.0
+    if q > QCQP_EPS and r * math.sqrt(2 * delta1 / q) >= b:  # TRPO's step keeps the margin: lambda2* = 0
+        return "inactive", math.sqrt(2 * delta1 / q), 0.0
+    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:  # g = 0 or antiparallel to phi: x = (b / s) H^-1 phi
+        return "active", 0.0, b / s
+    lambda1 = math.sqrt((q * s - r * r) / (2 * delta1 * s - b * b))  # both constraints tight
+    lambda2 = max(0.0, (lambda1 * b - r) / s)
+    return "active", 1.0 / lambda1, lambda2 / lambda1
+
+
+def ablation_step(q: float, r: float, s: float, args: Args) -> tuple[str, float, float]:
+    """(case, a_g, a_phi) of the ablations' step x = a_g H^-1 g + a_phi H^-1 phi: --no-exclusion is TRPO's
+    sqrt(2 delta1 / q) H^-1 g; --lambda2-mode fixed is eq. 9 with the constant lambda2 of appendix C.3,
+    H^-1 (g + lambda2 phi) scaled to the KL ball."""
+    if args.no_exclusion:
+        return "no_exclusion", math.sqrt(2 * args.delta1 / max(q, QCQP_EPS)), 0.0
+    gHg = q + 2 * args.lambda2 * r + args.lambda2**2 * s
+    alpha = math.sqrt(2 * args.delta1 / max(gHg, QCQP_EPS))
+    return "fixed", alpha, alpha * args.lambda2
 
 
 class StepProbe:
     """pi_k's outputs on the batch, and the measured quantities of a candidate theta: mean KL(pi_k || pi_theta),
-    the joint surrogate mean(ratio * A~joint) (eq. 5) and the change of mean KL(pi_unsafe || pi_theta)."""
+    the joint surrogate mean(ratio * A~joint) (eq. 5) and mean KL(pi_unsafe || pi_theta)."""
 
     def __init__(self, actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, joint_adv: torch.Tensor,
                  unsafe_mean: Optional[torch.Tensor], unsafe_log_std: Optional[torch.Tensor]):
@@ -284,12 +313,12 @@ class StepProbe:
         return (torch.exp(logp - self.old_logp) * self.joint_adv).mean()
 
     def evaluate(self, theta: torch.Tensor) -> tuple[float, float, float]:
-        """measured mean KL(pi_k || pi_theta), joint surrogate, change of KL(pi_unsafe || pi_theta)"""
+        """measured mean KL(pi_k || pi_theta), joint surrogate, mean KL(pi_unsafe || pi_theta); the actor is left at theta"""
         set_flat_params(self.actor, theta)
         with torch.no_grad():
             mean, log_std = self.actor(self.norm_obs)
             kl = float(gaussian_kl(self.old_mean, self.old_log_std, mean, log_std).mean())
-            return kl, float(self.surrogate()), self.kl_to_unsafe(mean, log_std) - self.kl_unsafe_before
+            return kl, float(self.surrogate()), self.kl_to_unsafe(mean, log_std)
 
 
 def line_search(probe: StepProbe, step: torch.Tensor, gain: float, active: bool, required: float, args: Args) -> Optional[int]:
@@ -299,57 +328,12 @@ def line_search(probe: StepProbe, step: torch.Tensor, gain: float, active: bool,
     coeff^j * gain by at most SURROGATE_SLACK. None when no backtrack passes."""
     for j in range(args.backtrack_iters):
         frac = args.backtrack_coeff**j
-        kl, surr, excl = probe.evaluate(probe.theta_k + frac * step)
+        kl, surr, kl_unsafe = probe.evaluate(probe.theta_k + frac * step)
         surr_ok = surr - probe.surr_old >= frac * gain - SURROGATE_SLACK * abs(frac * gain) if active else surr > probe.surr_old
-        excl_ok = args.no_exclusion or excl >= required
+        excl_ok = args.no_exclusion or kl_unsafe - probe.kl_unsafe_before >= required
         if math.isfinite(kl) and math.isfinite(surr) and kl <= args.delta1 and surr_ok and excl_ok:
             return j
     return None
-
-
-def solve_exclusion_qcqp(q: float, r: float, s: float, b: float, delta1: float) -> tuple[str, float, float]:
-    """The step of eq. (8),  max_x g^T x  s.t.  1/2 x^T H x <= delta1,  phi^T x >= b,  in closed form.
-    Takes q = g^T H^-1 g, r = g^T H^-1 phi, s = phi^T H^-1 phi; returns (case, a_g, a_phi) with the
-    optimum x* = a_g H^-1 g + a_phi H^-1 phi, i.e. a_g = 1/lambda1*, a_phi = lambda2*/lambda1*.
-
-    Derivation (KKT of the convex QCQP; it is CPO's dual with the cost gradient replaced by -phi and
-    the constraint value by b). Stationarity g - lambda1 H x + lambda2 phi = 0 gives
-    x = H^-1 (g + lambda2 phi) / lambda1. Then
-      infeasible  the largest phi^T x in the KL ball is sqrt(2 delta1 s) (along H^-1 phi); if b
-                  reaches it, no x keeps both constraints.
-      inactive    lambda2* = 0: the plain TRPO step sqrt(2 delta1 / q) H^-1 g, when it already keeps
-                  the exclusion constraint, r sqrt(2 delta1 / q) >= b.
-      active      both constraints tight. phi^T x = (r + lambda2 s) / lambda1 = b gives
-                  lambda2 = (lambda1 b - r) / s; putting it into x^T H x = (q + 2 lambda2 r +
-                  lambda2^2 s) / lambda1^2 = 2 delta1 gives (q s - r^2 + lambda1^2 b^2) / s =
-                  2 delta1 lambda1^2, so lambda1* = sqrt((q s - r^2) / (2 delta1 s - b^2)).
-                  lambda2* >= 0 holds exactly when the inactive test failed.
-    Degenerate inputs: phi = 0 (s = 0) is infeasible for b > 0 and inactive otherwise; g = 0 or
-    g antiparallel to phi (q s = r^2) leaves the KL ball slack: the smallest step onto the plane,
-    x = (b / s) H^-1 phi, is returned. tests/test_strpo.py checks this against an independent
-    geometric solve on random instances of every case."""
-    if s <= QCQP_EPS:
-        return ("infeasible", 0.0, 0.0) if b > 0 else ("inactive", math.sqrt(2 * delta1 / max(q, QCQP_EPS)), 0.0)
-    if b > 0 and b * b >= 2 * delta1 * s:
-        return "infeasible", 0.0, 0.0
-    if q > QCQP_EPS and r * math.sqrt(2 * delta1 / q) >= b:
-        return "inactive", math.sqrt(2 * delta1 / q), 0.0
-    if q * s - r * r <= QCQP_EPS * q * s or q <= QCQP_EPS:
-        return "active", 0.0, b / s
-    lambda1 = math.sqrt((q * s - r * r) / (2 * delta1 * s - b * b))
-    lambda2 = max(0.0, (lambda1 * b - r) / s)
-    return "active", 1.0 / lambda1, lambda2 / lambda1
-
-
-def ablation_step(q: float, r: float, s: float, args: Args) -> tuple[str, float, float]:
-    """(case, a_g, a_phi) of the ablations' step x = a_g H^-1 g + a_phi H^-1 phi: --no-exclusion is TRPO's
-    sqrt(2 delta1 / q) H^-1 g; --lambda2-mode fixed is eq. 9 with the constant lambda2 of appendix C.3,
-    H^-1 (g + lambda2 phi) scaled to the KL ball."""
-    if args.no_exclusion:
-        return "no_exclusion", math.sqrt(2 * args.delta1 / max(q, QCQP_EPS)), 0.0
-    gHg = q + 2 * args.lambda2 * r + args.lambda2**2 * s
-    alpha = math.sqrt(2 * args.delta1 / max(gHg, QCQP_EPS))
-    return "fixed", alpha, alpha * args.lambda2
 
 
 def fallback_step(probe: StepProbe, full_step: torch.Tensor, x_g: torch.Tensor, x_phi: torch.Tensor,
@@ -357,8 +341,11 @@ def fallback_step(probe: StepProbe, full_step: torch.Tensor, x_g: torch.Tensor, 
     """Eq. 8 infeasible or no step accepted: (theta, fallback taken). --fallback exclusion: the recovery step
     sqrt(2 delta1 / s) H^-1 phi, the largest phi^T x in the KL ball, whose measured KL to pi_unsafe must not
     fall. --fallback reverse: eq. (10) read literally, theta_k - alpha G (KL line search only), which moves
-    toward pi_unsafe whenever G kept the margin; when eq. 8 was infeasible, G = H^-1 (g + lambda2 phi)."""
+    toward pi_unsafe whenever G kept the margin; when eq. 8 was infeasible, G = H^-1 (g + lambda2 phi).
+    --fallback none, and --no-exclusion (TRPO), keep theta_k."""
     q, r, s, case = qrs_case
+    if args.no_exclusion or args.fallback == "none":
+        return probe.theta_k, "none"
     if args.fallback == "exclusion":
         step = math.sqrt(2 * args.delta1 / max(s, QCQP_EPS)) * x_phi
     elif case != "infeasible":
@@ -367,41 +354,18 @@ def fallback_step(probe: StepProbe, full_step: torch.Tensor, x_g: torch.Tensor, 
         direction = x_g + args.lambda2 * x_phi
         step = -math.sqrt(2 * args.delta1 / max(q + 2 * args.lambda2 * r + args.lambda2**2 * s, QCQP_EPS)) * direction
     for j in range(args.backtrack_iters):
-        kl, _, excl = probe.evaluate(probe.theta_k + args.backtrack_coeff**j * step)
-        if math.isfinite(kl) and kl <= args.delta1 and (args.fallback == "reverse" or excl >= 0):
+        kl, _, kl_unsafe = probe.evaluate(probe.theta_k + args.backtrack_coeff**j * step)
+        if math.isfinite(kl) and kl <= args.delta1 and (args.fallback == "reverse" or kl_unsafe - probe.kl_unsafe_before >= 0):
             return probe.theta_k + args.backtrack_coeff**j * step, args.fallback
     return probe.theta_k, f"{args.fallback}_rejected"
 
 
-def exclusion_gradient(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, unsafe_mean: torch.Tensor,
-                       unsafe_log_std: torch.Tensor, mode: str) -> torch.Tensor:
-    """phi of eq. (7): the gradient at theta_k of mean_s KL(pi_unsafe(.|s) || pi_theta(.|s)).
-    exact:      autograd of the closed-form Gaussian KL on the batch states.
-    importance: -mean[(pi_unsafe(a|s) / pi_k(a|s)) grad log pi_theta(a|s)] over the batch (s, a),
-                since grad KL(pi_u || pi_theta) = -E_{a~pi_u}[grad log pi_theta(a|s)]."""
-    params = list(actor.parameters())
-    if mode == "exact":
-        mean, log_std = actor(norm_obs)
-        objective = gaussian_kl(unsafe_mean, unsafe_log_std, mean, log_std).mean()
-    else:
-        dist = actor.distribution(norm_obs)
-        logp = dist.log_prob(actions).sum(-1)
-        unsafe_logp = torch.distributions.Normal(unsafe_mean, unsafe_log_std.exp()).log_prob(actions).sum(-1)
-        weights = torch.exp(unsafe_logp - logp.detach())
-        objective = -(weights * logp).mean()
-    return torch.cat([x.reshape(-1) for x in torch.autograd.grad(objective, params)])
-
-
 class PIDLagrangian:
-    """The PID Lagrange multiplier of Stooke, Achiam, Abbeel (2020, algorithm 2), updated once per epoch
-    from the epoch's mean episode cost J_c, with error e = J_c - d:
+    """The PID Lagrange multiplier of Stooke, Achiam, Abbeel (2020, algorithm 2) with OmniSafe's details, updated once
+    per epoch from the epoch's mean episode cost J_c, with error e = J_c - d:
         I <- clip(I + K_I e, 0, cap);   P <- EMA(e);   D = max(0, EMA(J_c) - EMA(J_c) `d_delay` updates ago)
         lambda = min(cap, max(0, K_P P + I + K_D D))
-    Details as OmniSafe's PIDLagrangian (common/pid_lagrange.py): P and D smoothed by EMAs with factors of
-    their own, only a rising cost feeds D, the output capped. One difference: the integral is also kept
-    below the cap (anti-windup; Stooke et al. and OmniSafe only floor it at 0), so that after a long
-    violation lambda comes down within epochs once the cost falls, not after as many epochs as it rose.
-    The terms of the last update are kept in `p`, `i`, `d` for logging."""
+    The integral is kept below the cap (anti-windup: docs/algorithms/strpo.md). The last terms stay in p, i, d."""
 
     def __init__(self, cost_limit: float, kp: float, ki: float, kd: float, d_delay: int,
                  delta_p_ema_alpha: float, delta_d_ema_alpha: float, cap: float):
@@ -411,8 +375,7 @@ class PIDLagrangian:
         self.i = 0.0  # integral of K_I * delta, kept in [0, cap] (anti-windup)
         self.d = 0.0  # max(0, rise of the smoothed cost over d_delay epochs)
         self.cost_ema = 0.0
-        # smoothed costs of the last d_delay updates; the oldest one is the derivative's reference
-        self.cost_ema_history: deque[float] = deque([0.0], maxlen=d_delay)
+        self.cost_ema_history: deque[float] = deque([0.0], maxlen=d_delay)  # the last d_delay smoothed costs, the oldest first
         self.value = 0.0
 
     def state_dict(self) -> dict:
@@ -438,19 +401,15 @@ class PIDLagrangian:
 
 
 def joint_advantage(reward_adv: torch.Tensor, cost_adv: torch.Tensor, lambda_cost: float, use_cost: bool = True) -> torch.Tensor:
-    """A~joint = A~r - lambda_cost * A~c with each stream z-scored over the batch (eq. 6);
-    without the cost term (--no-joint-advantage) it is A~r alone."""
+    """A~joint = A~r - lambda_cost * A~c, each stream z-scored over the batch (eq. 6); A~r alone without the cost term
+    (--no-joint-advantage)."""
     reward_z = zscore(reward_adv)
     return reward_z - lambda_cost * zscore(cost_adv) if use_cost else reward_z
 
 
 def zscore(x: torch.Tensor) -> torch.Tensor:
-    """Batch z-scoring of an advantage stream (eq. 6) with the standard deviation floored at
-    ADV_STD_FLOOR (the sigma_min of the paper's joint-advantage lemma, appendix A). Without the
-    floor a batch with almost no cost would have its cost advantage, by then mostly critic noise of
-    std ~1e-3, blown up to unit variance and weighted like a real signal. The floor is in per-step
-    units: the paper tasks' cost is 0 or 1 per step, and a cost rate of 0.5% already gives a GAE std
-    of about 0.2, so only a stream with next to no signal is left unscaled."""
+    """Batch z-scoring of an advantage stream (eq. 6), the std floored at ADV_STD_FLOOR (appendix A's sigma_min): a
+    stream of next to no signal (a batch with almost no cost) stays small instead of being blown up to unit variance."""
     return (x - x.mean()) / x.std().clamp_min(ADV_STD_FLOOR)
 
 

@@ -82,8 +82,7 @@ class Args:
     save_to: Optional[str] = None
     """also write the final checkpoint to this path (e.g. unsafe_policies/{env_id}.pt)"""
     save_policies_at: tuple[int, ...] = ()
-    """also save the policy that collects epoch k's rollout as {exp_name}_epoch{k}.pt in the run folder (1 = the
-    untrained policy); its episode cost is progress.csv's ep_cost of epoch k"""
+    """also save the policy that collects epoch k's rollout as {exp_name}_epoch{k}.pt (1 = untrained; its ep_cost: row k)"""
     init_from: Optional[str] = None
     """continue from this checkpoint's policy and normaliser (critic starts afresh); steps count on from it"""
 
@@ -101,7 +100,7 @@ class Args:
     cost_limit: float = 25.0
     """episode cost budget d; only logged here (pi_unsafe ignores it)"""
 
-    # algorithm
+    # pi_unsafe (the reasons behind each choice: docs/algorithms/unsafe_cvar_trpo.md)
     critic: Literal["cvar", "mean"] = "cvar"
     """cvar: quantile critic and GAE over the CVaR TD residual (eq. 4); mean: plain TRPO"""
     reward_weight: float = 0.0
@@ -194,23 +193,18 @@ def trpo_step(actor: Actor, norm_obs: torch.Tensor, actions: torch.Tensor, adv: 
 
 
 def cvar_from_quantiles(quantiles: torch.Tensor, alpha: float) -> torch.Tensor:
-    """CVaR_alpha of the cost distribution: the mean of its upper alpha fraction of quantiles
-    (sorted first: a quantile network's outputs may cross)."""
+    """V_CVaR of eq. (4): the mean of the upper alpha fraction of the quantiles, sorted first (a quantile network's
+    outputs may cross); a mean critic's single output [B, 1] comes back as it is, V(s)."""
     n_tail = max(1, int(math.ceil(alpha * quantiles.shape[-1])))
     return torch.sort(quantiles, dim=-1).values[..., -n_tail:].mean(-1)
 
 
 def sr_lambda_targets(signal: np.ndarray, next_quantiles: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray,
                       gamma: float, lam: float, rng: np.random.Generator) -> np.ndarray:
-    """Multi-step distributional targets by sample replacement, SR(lambda) (Nam et al. 2021, GMAC).
-
-    signal [T, E] per-step cost; next_quantiles [T, E, N] the critic's sorted quantiles of Z(s_{t+1})
-    (of the final observation where an episode was truncated). Going backwards, each of the N target
-    samples of step t is c_t + gamma * X, where X is the matching sample of step t+1's target with
-    probability lam, else the critic's quantile of Z(s_{t+1}): a sample of the lambda-return
-    distribution, a mixture of n-step returns with weights (1 - lam) lam^(n-1). A terminated step
-    bootstraps from 0, a truncated one (and the batch's last step) from Z(s_{t+1}) alone. lam = 0 gives
-    the one-step targets c_t + gamma * Z(s_{t+1}). Returns [T, E, N]."""
+    """Multi-step distributional targets [T, E, N] by sample replacement, SR(lambda) (Nam et al. 2021, GMAC), from the
+    cost signal [T, E] and the critic's sorted quantiles of Z(s_{t+1}) [T, E, N]: going backwards, each target sample is
+    c_t + gamma * X, X the next step's target sample with probability lam, else Z(s_{t+1})'s quantile (details:
+    docs/algorithms/unsafe_cvar_trpo.md). lam = 0 gives the one-step targets c_t + gamma * Z(s_{t+1})."""
     targets = np.empty_like(next_quantiles)
     carry = next_quantiles[-1]
     for t in reversed(range(signal.shape[0])):
@@ -230,28 +224,24 @@ def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, taus: torch.Te
     return (weight * huber).mean(2).sum(1).mean() / kappa
 
 
-def fit_quantile_critics(critics: list[QuantileCritic], optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
-                         targets: list[torch.Tensor], epochs: int, minibatch_size: int, kappa: float) -> list[float]:
-    """fit_critics with the quantile-Huber loss of QR-DQN (quantile_huber_loss, threshold kappa) in
-    place of the MSE: each quantile critic Z(s) is regressed on its distributional TD targets [B, N].
-    The loop is fit_critics' line for line (same shuffles, one optimiser step on the summed losses per
-    minibatch, loss averaged over every minibatch of every pass, FloatingPointError before a step on
-    a non-finite loss); only the loss differs."""
-    loss_sums, steps = torch.zeros(len(critics)), 0
+def fit_quantile_critic(critic: QuantileCritic, optimizer: torch.optim.Optimizer, norm_obs: torch.Tensor,
+                        targets: torch.Tensor, epochs: int, minibatch_size: int, kappa: float) -> float:
+    """fit_critics' loop (the same shuffles and steps) for Z(s) on its SR(lambda) targets [B, N], with the
+    quantile-Huber loss in place of the MSE; returns the mean loss, raises on a non-finite one."""
+    loss_sum, steps = torch.zeros(()), 0
     for _ in range(epochs):
         perm = torch.randperm(norm_obs.shape[0])
         for start in range(0, norm_obs.shape[0], minibatch_size):
             idx = perm[start:start + minibatch_size]
-            losses = torch.stack([quantile_huber_loss(critic(norm_obs[idx]), target[idx], critic.taus, kappa)
-                                  for critic, target in zip(critics, targets)])
-            if not torch.isfinite(losses).all():
+            loss = quantile_huber_loss(critic(norm_obs[idx]), targets[idx], critic.taus, kappa)
+            if not torch.isfinite(loss):
                 raise FloatingPointError("non-finite critic loss")
             optimizer.zero_grad()
-            losses.sum().backward()
+            loss.backward()
             optimizer.step()
-            loss_sums += losses.detach()
+            loss_sum += loss.detach()
             steps += 1
-    return (loss_sums / steps).tolist()
+    return float(loss_sum / steps)
 
 
 def realised_cost_to_go(signal: np.ndarray, terminated: np.ndarray, episode_end: np.ndarray, gamma: float,
@@ -951,12 +941,8 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
         with torch.no_grad():  # Z(s) and Z(s') of the critic the rollout used, quantiles sorted
             quantiles = torch.sort(critic(b_obs), dim=-1).values
             next_quantiles = torch.sort(critic(b_next_obs), dim=-1).values
-        if args.critic == "cvar":
-            values = cvar_from_quantiles(quantiles, args.cvar_alpha).numpy().reshape(num_steps, args.num_envs)
-            next_values = cvar_from_quantiles(next_quantiles, args.cvar_alpha).numpy().reshape(num_steps, args.num_envs)
-        else:
-            values = quantiles.numpy().reshape(num_steps, args.num_envs)
-            next_values = next_quantiles.numpy().reshape(num_steps, args.num_envs)
+        values = cvar_from_quantiles(quantiles, args.cvar_alpha).numpy().reshape(num_steps, args.num_envs)  # mean critic: V(s)
+        next_values = cvar_from_quantiles(next_quantiles, args.cvar_alpha).numpy().reshape(num_steps, args.num_envs)
         cost_adv, cost_ret = compute_gae(signal_buf, values, next_values, roll.term, roll.end, args.gamma, args.gae_lambda)
         ctg, known = realised_cost_to_go(signal_buf, roll.term, roll.end, args.gamma)
         known = known.reshape(-1)
@@ -973,12 +959,10 @@ def train(args: Args, run_dir: Path, envs, resume: Optional[dict], stop: Gracefu
                 signal_buf, next_quantiles.numpy().astype(np.float64).reshape(num_steps, args.num_envs, -1), roll.term,
                 roll.end, args.gamma, args.critic_lambda, np.random.default_rng(np.random.randint(2**31))
             ).reshape(batch_size, -1), dtype=torch.float32)
+            critic_loss = fit_quantile_critic(critic, critic_opt, b_obs, critic_targets, args.critic_epochs,
+                                              args.critic_minibatch_size, args.huber_kappa)
         else:
             critic_targets = torch.as_tensor(cost_ret.reshape(-1), dtype=torch.float32)
-        if args.critic == "cvar":  # the quantile-Huber loss: fit_critics' loop, not its MSE
-            (critic_loss,) = fit_quantile_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
-                                                  args.critic_minibatch_size, args.huber_kappa)
-        else:
             (critic_loss,) = fit_critics([critic], critic_opt, b_obs, [critic_targets], args.critic_epochs,
                                          args.critic_minibatch_size)
 

@@ -188,7 +188,7 @@ CHAIN, GAMMA = 20, 0.99  # a fixed-length chain: state k, cost ~ N(1, 1) at ever
 
 
 def _fit_chain(lam, epochs, seed=0, T=400, E=8):
-    """The script's own target (sr_lambda_targets) and fit (fit_quantile_critics) routines, with
+    """The script's own target (sr_lambda_targets) and fit (fit_quantile_critic) routines, with
     its default critic settings, run for `epochs` epochs of E envs x T steps walking the chain.
     Returns the sorted quantiles of the 20 states and the true mean and std of their cost-to-go."""
     torch.manual_seed(seed)
@@ -205,8 +205,8 @@ def _fit_chain(lam, epochs, seed=0, T=400, E=8):
         with torch.no_grad():
             next_q = torch.sort(critic(next_obs), -1).values.numpy().astype(np.float64).reshape(T, E, -1)
         targets = m.sr_lambda_targets(cost, next_q, term, term, GAMMA, lam, rng)
-        m.fit_quantile_critics([critic], opt, obs, [torch.as_tensor(targets.reshape(T * E, -1), dtype=torch.float32)],
-                               args.critic_epochs, args.critic_minibatch_size, args.huber_kappa)
+        m.fit_quantile_critic(critic, opt, obs, torch.as_tensor(targets.reshape(T * E, -1), dtype=torch.float32),
+                              args.critic_epochs, args.critic_minibatch_size, args.huber_kappa)
     with torch.no_grad():
         quantiles = torch.sort(critic(one_hot[:CHAIN]), -1).values
     steps_left = CHAIN - np.arange(CHAIN)  # the cost-to-go of state k: a sum of steps_left normal costs
