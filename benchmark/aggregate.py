@@ -212,17 +212,32 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
     return list(best.values()), notes
 
 
-def publish_runs(source: Path, dest: Path) -> list[str]:
+TIMING = {"sps", "time_elapsed"}  # progress.csv's wall-clock columns: the only ones a rerun may change
+
+
+def progress_rows(run_dir: Path) -> list[list[str]]:
+    """The progress.csv rows under a run's folder without the wall-clock columns (header included)."""
+    rows = []
+    for path in sorted(run_dir.glob("*/progress.csv")):
+        with open(path, newline="") as f:
+            table = list(csv.reader(f))
+        keep = [i for i, name in enumerate(table[0] if table else []) if name not in TIMING]
+        rows += [[row[i] for i in keep if i < len(row)] for row in table]
+    return rows
+
+
+def publish_runs(source: Path, dest: Path) -> tuple[list[str], dict[str, bool]]:
     """Copy the record of every finished run under `source` (a benchmark/run.py root) to `dest`, same layout:
     NAME/run.json, NAME/<run folder>/{config.json, progress.csv} and its policy checkpoints ({exp}.pt, and the
     {exp}_epoch{k}.pt of --save-policies-at; ~30 KB each) for a training run whose final checkpoint exists,
     NAME/attack/robustness.csv for a finished robustness run. With the checkpoints the copy is a root that
     benchmark/run.py can continue from (the robustness sweeps and the strength ablation read them). Unfinished
     runs are left out (a partial copy would stand for a run that is not over); a run published before is
-    replaced whole (its older attempt's folder goes too). Returns the names copied."""
+    replaced whole (its older attempt's folder goes too). Returns the names copied and, for each training run
+    that replaced a published one, whether its progress.csv repeats the old one exactly (timing aside)."""
     import shutil
 
-    copied = []
+    copied, reproduced = [], {}
     for record in sorted(source.glob("*/run.json")):
         name_dir = record.parent
         files = []
@@ -234,13 +249,16 @@ def publish_runs(source: Path, dest: Path) -> list[str]:
         files += list(name_dir.glob("attack/robustness.csv"))
         if not files:
             continue
+        before = progress_rows(dest / name_dir.relative_to(source))
         shutil.rmtree(dest / name_dir.relative_to(source), ignore_errors=True)  # a rerun replaces the whole record
         for f in [record, *files]:
             target = dest / f.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
         copied.append(name_dir.name)
-    return copied
+        if before:
+            reproduced[name_dir.name] = before == progress_rows(dest / name_dir.relative_to(source))
+    return copied, reproduced
 
 
 def read_robustness(inputs: list[Path]) -> list[dict]:
@@ -1198,8 +1216,12 @@ def main(args: Args) -> Path:
     out_dir = Path(args.out_dir) if Path(args.out_dir).is_absolute() else ROOT / args.out_dir
     if args.publish:
         publish_dir = Path(args.publish_dir) if Path(args.publish_dir).is_absolute() else ROOT / args.publish_dir
-        copied = publish_runs(inputs[0], publish_dir)
+        copied, reproduced = publish_runs(inputs[0], publish_dir)
         print(f"published {len(copied)} finished run(s) of {shown(inputs[0])} to {shown(publish_dir)}")
+        if reproduced:
+            differ = sorted(name for name, same in reproduced.items() if not same)
+            print(f"{len(reproduced)} replaced a published run: {len(reproduced) - len(differ)} repeat its progress.csv "
+                  f"exactly (timing aside), {len(differ)} differ{': ' + ', '.join(differ) if differ else ''}")
         inputs = [publish_dir]
     records, notes = load_records(inputs)
     seed_ci = lambda values: bootstrap_ci(lambda m: m, [values], args.seed, args.bootstrap_reps)  # noqa: E731

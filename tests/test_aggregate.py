@@ -119,7 +119,12 @@ def test_publish_copies_finished_runs_only_and_the_copy_aggregates_the_same(agg,
     stale = tmp_path / "docs" / "SafetyHopperVelocity-v1__strpo__0" / "SafetyHopperVelocity-v1__strpo__0__1"
     stale.mkdir(parents=True)
     (stale / "progress.csv").write_text("global_step,ep_ret,ep_cost\n10000,99,99\n")  # an older run of the same name
-    copied = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
+    twin = tmp_path / "docs" / "SafetyHopperVelocity-v1__strpo__1" / "SafetyHopperVelocity-v1__strpo__1__7"
+    twin.mkdir(parents=True)  # the same run published before, from another machine: only its timing differs
+    source = next((tmp_path / "matrix" / "SafetyHopperVelocity-v1__strpo__1").glob("*/progress.csv")).read_text()
+    (twin / "progress.csv").write_text(source.replace(",100,", ",250,"))  # the sps column
+    copied, reproduced = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
+    assert reproduced == {"SafetyHopperVelocity-v1__strpo__0": False, "SafetyHopperVelocity-v1__strpo__1": True}
     assert not stale.exists()
     assert copied == ["SafetyCarGoal1-v0__robustness__0", "SafetyHopperVelocity-v1__strpo__0", "SafetyHopperVelocity-v1__strpo__1"]
     assert sorted(p.name for p in (tmp_path / "docs").rglob("*.pt")) == ["strpo.pt", "strpo.pt", "strpo_epoch1.pt"]
