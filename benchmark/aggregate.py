@@ -1391,10 +1391,7 @@ def main(args: Args) -> Path:
                             and r.step[-1] < r.planned_steps)
         if missing:
             missing_any = True
-            seeds = {}
-            for e, lab, s in missing:
-                seeds.setdefault((e, lab), []).append(str(s))
-            listed = "; ".join(f"{e} {DISPLAY.get(lab, lab)} (seeds {' '.join(v)})" for (e, lab), v in seeds.items())
+            listed = seeds_by_name((f"{e} {DISPLAY.get(lab, lab)}", s) for e, lab, s in missing)
             md += [f"- {group}: {len(missing)} of {len(cells)} runs not found: {listed}."]
         if unfinished:
             missing_any = True
@@ -1402,16 +1399,13 @@ def main(args: Args) -> Path:
                    + "; ".join(f"{e} {DISPLAY.get(lab, lab)} seed {s}" for e, lab, s in unfinished[:12]) + "."]
     found_sweeps = swept(robust_rows)
     for (env, deterministic), cells in sorted(expected_sweeps().items()):
-        missing = sorted(c for c in cells if (env, deterministic, *c) not in found_sweeps)
+        missing = sorted((c for c in cells if (env, deterministic, *c) not in found_sweeps),
+                         key=lambda c: (sort_key(c[0]), c[1]))
         if missing:
             missing_any = True
-            seeds = {}
-            for algo, seed in missing:
-                seeds.setdefault(algo, []).append(str(seed))
             what = "attack sweep (mean action)" if deterministic else "sampled-action evaluation at α = 0"
             md += [f"- robustness, {env}, {what}: {len(missing)} of {len(cells)} checkpoints not evaluated: "
-                   + "; ".join(f"{DISPLAY.get(a, a)} (seeds {' '.join(v)})" for a, v in sorted(seeds.items(), key=lambda x: sort_key(x[0])))
-                   + "."]
+                   + seeds_by_name((DISPLAY.get(a, a), seed) for a, seed in missing) + "."]
     if not missing_any:
         md += ["Nothing: every run of benchmark/run.py's presets is here."]
     md += [f"- note: {n}" for n in notes]
@@ -1419,6 +1413,14 @@ def main(args: Args) -> Path:
     out_md.write_text("\n".join(md) + "\n")
     print(f"wrote {out_md} and {out_dir}/ from {len(records)} runs ({len(main_recs)} main)")
     return out_md
+
+
+def seeds_by_name(pairs) -> str:
+    """(name, seed) pairs as "name (seeds 0 1 2); other (seeds 3)", names in the order they first come."""
+    seeds = {}
+    for name, seed in pairs:
+        seeds.setdefault(name, []).append(str(seed))
+    return "; ".join(f"{name} (seeds {' '.join(v)})" for name, v in seeds.items())
 
 
 def commit_key(commit: Optional[str], dirty: Optional[bool]) -> str:
