@@ -75,6 +75,8 @@ MULTIPLIER_COLUMNS = ("lagrange_multiplier", "lambda_cost")  # the multiplier's 
 DRASTIC = 2.0  # ablation claims: "cost increased drastically" read as at least twice the default's mean cost
 REASONABLY_WELL = 0.8  # "performance reasonably well" read as at least 80% of the default's final reward
 COST_NEAR_ZERO = 2.5  # claims: "cost about zero" read as a final cost below 10% of the cost limit
+# the paper's only absolute rewards (appendix D, alpha = 0, budget not stated): (sTRPO's, the next best baseline's)
+PAPER_REWARDS = {"SafetyAntVelocity-v1": (2600.0, 1600.0)}
 DISPLAY = {"strpo": "sTRPO", "trpo_lag": "TRPO-Lag", "cpo": "CPO", "ppo_lag": "PPO-Lag", "cppo_pid": "CPPO-PID",
            "rcpo": "RCPO", "pcpo": "PCPO", "cup": "CUP", "focops": "FOCOPS"}
 ORDER = list(DISPLAY)
@@ -1111,6 +1113,23 @@ def full_attack_line(by_algo: dict) -> Optional[str]:
                "is suspect."))
 
 
+def paper_level_line(env: str, rewards: dict[str, float], what: str) -> Optional[str]:
+    """How far `rewards` ({algo: mean reward}) on `env` are from the rewards appendix D reports there, if any."""
+    if env not in PAPER_REWARDS or not rewards:
+        return None
+    paper = dict(zip(("sTRPO", "the next best baseline"), PAPER_REWARDS[env]))
+    baselines = {a: v for a, v in rewards.items() if a in DISPLAY and a != "strpo"}
+    ours = {"sTRPO": ("sTRPO", rewards.get("strpo"))}
+    if baselines:
+        best = max(baselines, key=baselines.get)
+        ours["the next best baseline"] = (f"the best baseline ({DISPLAY[best]})", baselines[best])
+    parts = [f"{name} {value:.0f} ({100 * value / paper[key]:.0f}% of {paper[key]:,.0f})"
+             for key, (name, value) in ours.items() if value is not None]
+    return (f"How far this is from the paper's level: appendix D reports on {env} rewards of about "
+            f"{paper['sTRPO']:,.0f} for sTRPO and {paper['the next best baseline']:,.0f} for the next best at α = 0 "
+            f"(its budget is not stated); here, {what}: {', '.join(parts)}.") if parts else None
+
+
 # ----------------------------------------------------------------------------------------------
 # Output
 
@@ -1284,6 +1303,10 @@ def main(args: Args) -> Path:
         md += [f"### {env}", ""] + markdown_table([r for r in table if r["env_id"] == env]) + [""]
         line = unsafe_policy_text(main_recs, env)
         md += [line, ""] if line else []
+        env_rows = [r for r in table if r["env_id"] == env]
+        line = paper_level_line(env, {r["algo"]: r["final_reward_mean"] for r in env_rows},
+                                f"final training reward after {max(r['steps_max'] for r in env_rows):,} steps")
+        md += [line, ""] if line else []
     if table:
         md += [f"Table as CSV: [{figs(out_dir / 'results_main.csv')}]({figs(out_dir / 'results_main.csv')})."]
     else:
@@ -1372,6 +1395,9 @@ def main(args: Args) -> Path:
         md += [""]
         check = full_attack_line(by_algo)
         md += [check, ""] if check else []
+        line = paper_level_line(env, {a: v[0.0]["reward"] for a, v in by_algo.items() if 0.0 in v},
+                                "mean-action reward at α = 0 of the main matrix's checkpoints")
+        md += [line, ""] if line else []
         md += evaluation_section(evaluations, env, final_text)
         write_csv(out_dir / f"robustness__{env}.csv", [
             {"env_id": env, "algo": algo, "rate": a, **{k: v for k, v in vals.items() if k != "episodes"}}
@@ -1550,6 +1576,11 @@ def group_sections(groups: list[str], records: list[Record], main_recs: list[Rec
                        "checkpoint is the π_unsafe that seed's ablation-unsafe sTRPO run keeps away from; a high cost "
                        "here is what they are for, not a failure.", ""]
             md += [f"![{group}]({figs(path)})", ""] + markdown_table(rows, "variant") + [""]
+            own = [r for r in rows if r["algo"] in DISPLAY]  # the group's runs, not main's reference
+            line = group == "long" and own and paper_level_line(env, {r["algo"]: r["final_reward_mean"] for r in own},
+                                                                f"final training reward after "
+                                                                f"{max(r['steps_max'] for r in own):,} steps")
+            md += [line, ""] if line else []
             if group == "seeds-delta2":  # issue 24: do ten seeds ask for another default delta2?
                 text = differences(records, env, ("main", "strpo"), (group, env_recs[0].label), args)
                 md += [f"Default δ2 = 1e-4 against δ2 = 1e-2 (the main text's single δ), on {env} at this budget "

@@ -544,3 +544,17 @@ def test_two_run_sets_differ_measurably_only_when_the_ci_of_the_difference_exclu
     agg.main(agg.Args(inputs=[str(tmp_path)], out_md=str(out_md), out_dir=str(tmp_path / "results"), bootstrap_reps=100))
     assert f"Default δ2 = 1e-4 against δ2 = 1e-2 (the main text's single δ), on {env} at this budget only: 4 against 3 seeds; " \
            "mean cost over training 11.5 vs 31.0" in out_md.read_text()
+
+
+def test_the_ant_tables_say_how_far_their_rewards_are_from_the_papers(agg, tmp_path):
+    """Appendix D's ~2.6k (sTRPO) and ~1.6k (next best) at alpha = 0: each compared with the right run."""
+    env = "SafetyAntVelocity-v1"
+    for algo, reward in (("strpo", 52.0), ("cpo", 80.0), ("ppo_lag", 160.0)):
+        for seed in (0, 1, 2):
+            write_run(tmp_path, f"{env}__{algo}__{seed}", env, algo, seed, [reward] * 10, [1.0] * 10)
+    out = agg.main(agg.Args(inputs=[str(tmp_path)], out_md=str(tmp_path / "r.md"), out_dir=str(tmp_path / "fig"),
+                            bootstrap_reps=200))
+    (line,) = [x for x in out.read_text().splitlines() if x.startswith("How far this is from the paper's level")]
+    assert "sTRPO 52 (2% of 2,600)" in line and "the best baseline (PPO-Lag) 160 (10% of 1,600)" in line, line
+    assert "after 10,000 steps" in line
+    assert agg.paper_level_line("SafetyHopperVelocity-v1", {"strpo": 1.0}, "x") is None  # no number in the paper
