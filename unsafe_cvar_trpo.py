@@ -591,21 +591,16 @@ def check_common_args(args: Args) -> None:
     """Checks every script shares: renderer, env id, finite floats, positive ints, a step per env, an epoch."""
     if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
         check_renderer()
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-    ids = sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
-    close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-    require(args.env_id in ids, f"unknown env id '{args.env_id}'." +
-            (f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."))
+    from safety_gymnasium.utils.registration import safe_registry  # the ids safety_gymnasium.make accepts
+    close = ", ".join(difflib.get_close_matches(args.env_id, safe_registry, n=3, cutoff=0.6)) or "a task of safety_gymnasium"
+    require(args.env_id in safe_registry, f"unknown env id '{args.env_id}'. Did you mean: {close}?")
     for f in fields(args):
         value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
         require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
         require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
-    require(args.steps_per_epoch >= args.num_envs,
-            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    require(args.total_timesteps >= args.steps_per_epoch,
-            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0, f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+    require(args.num_envs <= args.steps_per_epoch <= args.total_timesteps, f"--total-timesteps ({args.total_timesteps}) must be "
+            f"at least --steps-per-epoch ({args.steps_per_epoch}), and that at least --num-envs ({args.num_envs})")
+    require(min(args.hidden_sizes, default=0) > 0, f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
 
 def require(condition: bool, message: str) -> None:
@@ -618,14 +613,11 @@ def check_renderer() -> None:
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
-             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
-             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    probe = "import mujoco; mujoco.Renderer(mujoco.MjModel.from_xml_string('<mujoco/>')).render()"  # one off-screen frame
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+    reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+    require(result.returncode == 0, f"cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} ({reason}); "
+            "set MUJOCO_GL=egl (headless) or run with a display")
 
 
 def without_skybox(env):
