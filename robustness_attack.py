@@ -400,25 +400,20 @@ def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Opt
                     act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
     """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
     different env id with matching dimensions only warns)."""
-    path = Path(path)
-    require(path.is_file(), f"checkpoint not found: {path}")
+    require(Path(path).is_file(), f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
     keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
-    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
-            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
+    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys) and ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
+            f"{path} is not a checkpoint of this repository (format {CHECKPOINT_FORMAT_VERSION}: {', '.join(keys)})")
+    require(obs_dim in (None, ckpt["obs_dim"]) and act_dim in (None, ckpt["act_dim"]),
             f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
     if env_id is not None and ckpt["env_id"] != env_id:
         print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
     actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    actor.load_state_dict(ckpt["actor_state_dict"])
     obs_rms.load_state_dict(ckpt["obs_rms"])
     return actor, obs_rms, ckpt
 

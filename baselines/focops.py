@@ -508,8 +508,7 @@ def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env
                     args: Args, global_step: int) -> None:
     """The policy in the common checkpoint format (SPEC 3) that every script and tool reads; never a NaN."""
     state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    require(all(torch.isfinite(v).all() for v in state.values()), f"refusing to save a non-finite policy to {path}")
     atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
                  "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
                  "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
@@ -527,20 +526,17 @@ def atomic_save(obj, path: Path) -> None:
 def load_resume(cli: Args) -> tuple[Args, dict]:
     """The saved arguments (other flags are ignored: a run is one experiment) and resume.pt of --resume's run."""
     path = Path(cli.resume) / RESUME_FILE
-    require(path.is_file(), f"nothing to resume in {cli.resume}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
+    except Exception as exc:  # missing, or not a file torch can read
+        raise SystemExit(f"error: nothing to resume in {cli.resume}: no readable {RESUME_FILE} ({type(exc).__name__})")
     require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
             f"{path} is not a resume checkpoint of this version of the repository; start the run again")
     require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
-    try:
-        saved = Args(**{**state["args"], "resume": cli.resume})
-    except TypeError as exc:
-        raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
+    require(set(state["args"]) <= {f.name for f in fields(Args)}, f"{cli.resume} was started by another version of {Path(__file__).name}")
+    saved = Args(**{**state["args"], "resume": cli.resume})
     ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
-               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+               if getattr(cli, f.name) not in (getattr(Args(), f.name), getattr(saved, f.name))]
     if ignored:
         print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved, state
@@ -574,8 +570,7 @@ def restore(resume: Optional[dict], modules: dict, roll: Rollout, **counters) ->
         for name, module in modules.items():
             module.load_state_dict(resume["modules"][name])
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
+        raise SystemExit(f"error: {RESUME_FILE} was written by another version of {Path(__file__).name} ({type(exc).__name__}); start again")
     random.setstate(resume["rng"]["python"])
     np.random.set_state(resume["rng"]["numpy"])
     torch.set_rng_state(resume["rng"]["torch"])
@@ -647,14 +642,12 @@ def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dic
     args, last, path = log.args, epoch == log.num_epochs, log.run_dir / RESUME_FILE
     if epoch % args.checkpoint_every == 0 or last or stop.signum:
         states = {name: module.state_dict() for name, module in modules.items()}
-        for name, module in modules.items():
-            if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
-                raise SystemExit(f"error: refusing to save a non-finite {name} to {path}")
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-        atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                     "args": asdict(args), "epoch": epoch, "finished": last, "episode": roll.episode + (roll.ep_len > 0),
-                     "elapsed": time.time() - log.start_time, "wandb_id": args.track and sys.modules["wandb"].run.id or None,
-                     **counters}, path)
+        for name, state in states.items():
+            require(all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v)), f"refusing to save a non-finite {name} to {path}")
+        atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "args": asdict(args),
+                     "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                     "epoch": epoch, "finished": last, "episode": roll.episode + (roll.ep_len > 0), "elapsed": time.time() - log.start_time,
+                     "wandb_id": args.track and sys.modules["wandb"].run.id or None, **counters}, path)
     if stop.signum and not last:
         if args.track:
             sys.modules["wandb"].finish()
