@@ -531,12 +531,12 @@ def without_skybox(env):
     return WithoutSkybox(env)
 
 
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
-    import wandb
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
+def log_new_videos(log: SimpleNamespace, global_step: int, key: str = "videos/episodes") -> None:
+    """--track: upload to wandb every mp4 that RecordVideo (--capture-video) finished since the last call."""
+    new = sorted(set((log.run_dir / "videos").glob("*.mp4")) - log.videos, key=lambda p: p.stat().st_mtime)
+    if log.args.track and new:
+        log.videos.update(new)
+        wandb = sys.modules["wandb"]
         wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
 
 
@@ -616,22 +616,16 @@ def restore(resume: Optional[dict], modules: dict, roll: Rollout, **counters) ->
 
 
 def open_log(run_dir: Path, args: Args, done: int, num_epochs: int, elapsed: float) -> SimpleNamespace:
-    """progress.csv cut to the `done` epochs of the checkpoint (later ones run again), the run's clock, videos."""
-    path, rows = run_dir / "progress.csv", []
-    if done:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))[:done + 1]
-        require(len(rows) == done + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {done}; start the run again")
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        os.replace(tmp, path)
-    csv_file = open(path, "a" if done else "w", newline="")
-    writer = csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore") if rows else None  # the run's columns
-    print(f"run {run_dir.name}: {num_epochs} epochs x {args.steps_per_epoch // args.num_envs * args.num_envs} steps")
+    """progress.csv (line-buffered) cut to the `done` epochs of the checkpoint (later ones run again), the run's clock."""
+    path, batch = run_dir / "progress.csv", args.steps_per_epoch // args.num_envs * args.num_envs
+    if done:  # one truncate call: a kill leaves the file whole or cut
+        rows = path.read_bytes().splitlines(keepends=True)[:done + 1]
+        require(len(rows) == done + 1, f"{path} has {len(rows) - 1} rows, its checkpoint {done}; start the run again")
+        os.truncate(path, sum(map(len, rows)))
+    print(f"run {run_dir.name}: {num_epochs} epochs x {batch} steps")
     now = time.time()
-    return SimpleNamespace(run_dir=run_dir, args=args, csv_file=csv_file, writer=writer, first=done + 1,
-                           num_epochs=num_epochs, loop_start=now, epoch_start=now, start_time=now - elapsed, videos=set())
+    return SimpleNamespace(run_dir=run_dir, args=args, csv_file=open(path, "a" if done else "w", newline="", buffering=1), writer=None,
+                           first=done + 1, num_epochs=num_epochs, batch=batch, epoch_start=now, start_time=now - elapsed, videos=set())
 
 
 class GracefulStop:
@@ -653,23 +647,19 @@ class GracefulStop:
 
 def log_epoch(log: SimpleNamespace, row: dict, show: str) -> None:
     """The epoch's row (timed) to progress.csv and wandb, new videos to wandb, a console line ending in `show`."""
-    args, now = log.args, time.time()
-    row.update(sps=int(args.steps_per_epoch // args.num_envs * args.num_envs / (now - log.epoch_start)),
-               time_elapsed=round(now - log.start_time, 2))
-    if log.writer is None:
+    now = time.time()
+    row.update(sps=int(log.batch / (now - log.epoch_start)), time_elapsed=round(now - log.start_time, 2))
+    if log.writer is None:  # the columns of the first row (a resumed run's file has the same header)
         log.writer = csv.DictWriter(log.csv_file, fieldnames=list(row))
-        log.writer.writeheader()
+        if log.first == 1:
+            log.writer.writeheader()
     log.writer.writerow(row)
-    log.csv_file.flush()
-    if args.track:
-        import wandb
-        wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
-        if args.capture_video:
-            log_new_videos(log.run_dir / "videos", log.videos, row["global_step"])
-    left = (now - log.loop_start) / (row["epoch"] - log.first + 1) * (log.num_epochs - row["epoch"])
+    if log.args.track:
+        sys.modules["wandb"].log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
+    log_new_videos(log, row["global_step"])
+    left = (now - log.start_time) / row["epoch"] * (log.num_epochs - row["epoch"])
     print(f"epoch {row['epoch']:4d} step {row['global_step']:8d} | sps {row['sps']:5d} | ep_ret {row['ep_ret']:8.2f} ep_cost "
-          f"{row['ep_cost']:7.2f} | {show} | {timedelta(seconds=int(now - log.start_time))} ~{timedelta(seconds=int(left))} left",
-          flush=True)
+          f"{row['ep_cost']:7.2f} | {show} | {timedelta(seconds=int(now - log.start_time))} ~{timedelta(seconds=int(left))} left", flush=True)
 
 
 def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dict, roll: Rollout, **counters) -> None:
@@ -695,8 +685,7 @@ def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dic
 def finish(log: SimpleNamespace, envs, actor: Actor, obs_rms: RunningMeanStd, algo: str, global_step: int) -> None:
     """Close the envs (which writes the last video, uploaded with --track) and save the policy."""
     envs.close()  # also writes the video of an episode still being recorded
-    if log.args.track and log.args.capture_video:  # its own key: this step's episodes may be logged already
-        log_new_videos(log.run_dir / "videos", log.videos, global_step, key="videos/last_episode")
+    log_new_videos(log, global_step, key="videos/last_episode")  # its own key: this step's episodes may be logged already
     log.csv_file.close()
     save_checkpoint(log.run_dir / f"{log.args.exp_name}.pt", actor, obs_rms, log.args.env_id, algo, log.args, global_step)
     print(f"saved {log.run_dir / f'{log.args.exp_name}.pt'}")
