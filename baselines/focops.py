@@ -478,15 +478,12 @@ def without_skybox(env):
     if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
         return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
-        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
-            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
-        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+    model = SimpleNamespace(from_xml_string=lambda xml, *a, **kw: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *a, **kw))
+    patched = SimpleNamespace(**{**vars(mujoco), "MjModel": model})  # safety_gymnasium.world's `mujoco` during one reset
 
     class WithoutSkybox(gymnasium.Wrapper):
         def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
+            world.mujoco = patched
             try:
                 return self.env.reset(**kwargs)
             finally:
