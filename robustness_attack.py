@@ -74,6 +74,7 @@ import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal, Optional
 
 import matplotlib
@@ -191,14 +192,11 @@ def check_renderer() -> None:
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
-             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
-             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    probe = "import mujoco; mujoco.Renderer(mujoco.MjModel.from_xml_string('<mujoco/>')).render()"  # one off-screen frame
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+    reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+    require(result.returncode == 0, f"cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} ({reason}); "
+            "set MUJOCO_GL=egl (headless) or run with a display")
 
 
 def require(condition: bool, message: str) -> None:
@@ -229,15 +227,12 @@ def without_skybox(env):
     if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
         return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
-        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
-            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
-        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+    model = SimpleNamespace(from_xml_string=lambda xml, *a, **kw: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *a, **kw))
+    patched = SimpleNamespace(**{**vars(mujoco), "MjModel": model})  # safety_gymnasium.world's `mujoco` during one reset
 
     class WithoutSkybox(gymnasium.Wrapper):
         def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
+            world.mujoco = patched
             try:
                 return self.env.reset(**kwargs)
             finally:
@@ -403,25 +398,20 @@ def load_checkpoint(path: str | Path, env_id: Optional[str] = None, obs_dim: Opt
                     act_dim: Optional[int] = None) -> tuple[Actor, RunningMeanStd, dict]:
     """Any checkpoint of the common format; one-line errors for a missing, corrupt or mismatched file (a
     different env id with matching dimensions only warns)."""
-    path = Path(path)
-    require(path.is_file(), f"checkpoint not found: {path}")
+    require(Path(path).is_file(), f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure means the file is not a checkpoint
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); re-train or re-download it")
     keys = ("format_version", "algo", "env_id", "obs_dim", "act_dim", "hidden_sizes", "actor_state_dict", "obs_rms")
-    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys), f"{path} is not a checkpoint of this repository (missing keys)")
-    require(ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
-            f"{path} has checkpoint format {ckpt['format_version']}, this code reads {CHECKPOINT_FORMAT_VERSION}")
-    require((obs_dim is None or ckpt["obs_dim"] == obs_dim) and (act_dim is None or ckpt["act_dim"] == act_dim),
+    require(isinstance(ckpt, dict) and all(k in ckpt for k in keys) and ckpt["format_version"] == CHECKPOINT_FORMAT_VERSION,
+            f"{path} is not a checkpoint of this repository (format {CHECKPOINT_FORMAT_VERSION}: {', '.join(keys)})")
+    require(obs_dim in (None, ckpt["obs_dim"]) and act_dim in (None, ckpt["act_dim"]),
             f"{path} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['act_dim']}); this env has obs {obs_dim}, act {act_dim}")
     if env_id is not None and ckpt["env_id"] != env_id:
         print(f"warning: {path} was trained on {ckpt['env_id']}, used here on {env_id} (same dimensions)")
     actor, obs_rms = Actor(ckpt["obs_dim"], ckpt["act_dim"], tuple(ckpt["hidden_sizes"])), RunningMeanStd((ckpt["obs_dim"],))
-    try:
-        actor.load_state_dict(ckpt["actor_state_dict"])
-    except RuntimeError:
-        raise SystemExit(f"error: {path} has actor weights that do not match its stated shape")
+    actor.load_state_dict(ckpt["actor_state_dict"])
     obs_rms.load_state_dict(ckpt["obs_rms"])
     return actor, obs_rms, ckpt
 

@@ -474,21 +474,16 @@ def check_common_args(args: Args) -> None:
     """Checks every script shares: renderer, env id, finite floats, positive ints, a step per env, an epoch."""
     if args.capture_video:  # first: a bad MUJOCO_GL can break `import mujoco` itself
         check_renderer()
-    import gymnasium
-    import safety_gymnasium  # noqa: F401  (registers the Safety* ids)
-    ids = sorted(k for k in gymnasium.envs.registry.keys() if k.startswith("Safety"))
-    close = difflib.get_close_matches(args.env_id, ids, n=3, cutoff=0.6)
-    require(args.env_id in ids, f"unknown env id '{args.env_id}'." +
-            (f" Did you mean: {', '.join(close)}?" if close else " See safety_gymnasium's task list."))
+    from safety_gymnasium.utils.registration import safe_registry  # the ids safety_gymnasium.make accepts
+    close = ", ".join(difflib.get_close_matches(args.env_id, safe_registry, n=3, cutoff=0.6)) or "a task of safety_gymnasium"
+    require(args.env_id in safe_registry, f"unknown env id '{args.env_id}'. Did you mean: {close}?")
     for f in fields(args):
         value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
         require(f.type != "float" or math.isfinite(value), f"{flag} must be a finite number, got {value}")
         require(f.type != "int" or f.name == "seed" or value > 0, f"{flag} must be positive, got {value}")
-    require(args.steps_per_epoch >= args.num_envs,
-            f"--steps-per-epoch ({args.steps_per_epoch}) must be at least --num-envs ({args.num_envs})")
-    require(args.total_timesteps >= args.steps_per_epoch,
-            f"--total-timesteps ({args.total_timesteps}) must be at least --steps-per-epoch ({args.steps_per_epoch})")
-    require(bool(args.hidden_sizes) and min(args.hidden_sizes) > 0, f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
+    require(args.num_envs <= args.steps_per_epoch <= args.total_timesteps, f"--total-timesteps ({args.total_timesteps}) must be "
+            f"at least --steps-per-epoch ({args.steps_per_epoch}), and that at least --num-envs ({args.num_envs})")
+    require(min(args.hidden_sizes, default=0) > 0, f"--hidden-sizes must be positive integers, got {args.hidden_sizes}")
 
 
 def require(condition: bool, message: str) -> None:
@@ -501,14 +496,11 @@ def check_renderer() -> None:
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
-             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
-             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    probe = "import mujoco; mujoco.Renderer(mujoco.MjModel.from_xml_string('<mujoco/>')).render()"  # one off-screen frame
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+    reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+    require(result.returncode == 0, f"cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} ({reason}); "
+            "set MUJOCO_GL=egl (headless) or run with a display")
 
 
 def without_skybox(env):
@@ -519,15 +511,12 @@ def without_skybox(env):
     if not hasattr(env.unwrapped, "task") or env.unwrapped.render_mode is not None or env.unwrapped.task.observe_vision:
         return env  # rendering, vision and velocity envs come back unchanged
     skybox = re.compile(r'<texture\b[^>]*\btype="skybox"[^>]*?(?:/>|>\s*</texture>)')
-
-    class MujocoWithoutSkybox:  # safety_gymnasium.world's `mujoco` during one reset
-        MjModel = type("MjModel", (), {"from_xml_string": staticmethod(
-            lambda xml, *args, **kwargs: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *args, **kwargs))})
-        __getattr__ = lambda self, name: getattr(mujoco, name)  # noqa: E731
+    model = SimpleNamespace(from_xml_string=lambda xml, *a, **kw: mujoco.MjModel.from_xml_string(skybox.sub("", xml), *a, **kw))
+    patched = SimpleNamespace(**{**vars(mujoco), "MjModel": model})  # safety_gymnasium.world's `mujoco` during one reset
 
     class WithoutSkybox(gymnasium.Wrapper):
         def reset(self, **kwargs):  # this env's resets only: other envs of the process keep theirs
-            world.mujoco = MujocoWithoutSkybox()
+            world.mujoco = patched
             try:
                 return self.env.reset(**kwargs)
             finally:
@@ -536,12 +525,12 @@ def without_skybox(env):
     return WithoutSkybox(env)
 
 
-def log_new_videos(video_dir: Path, logged: set[str], global_step: int, key: str = "videos/episodes") -> None:
-    """--track --capture-video: upload to wandb every mp4 that RecordVideo finished since the last call."""
-    import wandb
-    new = [p for p in sorted(video_dir.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if p.name not in logged]
-    if new:
-        logged.update(p.name for p in new)
+def log_new_videos(log: SimpleNamespace, global_step: int, key: str = "videos/episodes") -> None:
+    """--track: upload to wandb every mp4 that RecordVideo (--capture-video) finished since the last call."""
+    new = sorted(set((log.run_dir / "videos").glob("*.mp4")) - log.videos, key=lambda p: p.stat().st_mtime)
+    if log.args.track and new:
+        log.videos.update(new)
+        wandb = sys.modules["wandb"]
         wandb.log({key: [wandb.Video(str(p), caption=p.stem, format="mp4") for p in new]}, step=global_step)
 
 
@@ -549,8 +538,7 @@ def save_checkpoint(path: str | Path, actor: Actor, obs_rms: RunningMeanStd, env
                     args: Args, global_step: int) -> None:
     """The policy in the common checkpoint format (SPEC 3) that every script and tool reads; never a NaN."""
     state = {k: v.detach().clone() for k, v in actor.state_dict().items()}
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        raise SystemExit(f"error: refusing to save a non-finite policy to {path}")
+    require(all(torch.isfinite(v).all() for v in state.values()), f"refusing to save a non-finite policy to {path}")
     atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "algo": algo, "env_id": env_id,
                  "obs_dim": int(obs_rms.mean.shape[0]), "act_dim": int(actor.log_std.shape[0]),
                  "hidden_sizes": list(args.hidden_sizes), "activation": "tanh", "actor_state_dict": state,
@@ -568,20 +556,17 @@ def atomic_save(obj, path: Path) -> None:
 def load_resume(cli: Args) -> tuple[Args, dict]:
     """The saved arguments (other flags are ignored: a run is one experiment) and resume.pt of --resume's run."""
     path = Path(cli.resume) / RESUME_FILE
-    require(path.is_file(), f"nothing to resume in {cli.resume}: no {RESUME_FILE} (a run writes it at the end of its epochs)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # any unpickling failure means the file is not a checkpoint
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(exc).__name__}); start the run again")
+    except Exception as exc:  # missing, or not a file torch can read
+        raise SystemExit(f"error: nothing to resume in {cli.resume}: no readable {RESUME_FILE} ({type(exc).__name__})")
     require(isinstance(state, dict) and state.get("resume_format") == RESUME_FORMAT_VERSION,
             f"{path} is not a resume checkpoint of this version of the repository; start the run again")
     require(state.get("script") == Path(__file__).name, f"{path} belongs to a {state.get('script')} run; resume it with that script")
-    try:
-        saved = Args(**{**state["args"], "resume": cli.resume})
-    except TypeError as exc:
-        raise SystemExit(f"error: {cli.resume} was started by another version of {Path(__file__).name} ({exc})")
+    require(set(state["args"]) <= {f.name for f in fields(Args)}, f"{cli.resume} was started by another version of {Path(__file__).name}")
+    saved = Args(**{**state["args"], "resume": cli.resume})
     ignored = [f"--{f.name.replace('_', '-')}" for f in fields(Args)
-               if getattr(cli, f.name) != getattr(Args(), f.name) and getattr(cli, f.name) != getattr(saved, f.name)]
+               if getattr(cli, f.name) not in (getattr(Args(), f.name), getattr(saved, f.name))]
     if ignored:
         print(f"warning: --resume continues with the run's saved arguments; ignored: {' '.join(ignored)}")
     return saved, state
@@ -615,8 +600,7 @@ def restore(resume: Optional[dict], modules: dict, roll: Rollout, **counters) ->
         for name, module in modules.items():
             module.load_state_dict(resume["modules"][name])
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise SystemExit(f"error: the resume checkpoint was written by another version of {Path(__file__).name} "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); start the run again")
+        raise SystemExit(f"error: {RESUME_FILE} was written by another version of {Path(__file__).name} ({type(exc).__name__}); start again")
     random.setstate(resume["rng"]["python"])
     np.random.set_state(resume["rng"]["numpy"])
     torch.set_rng_state(resume["rng"]["torch"])
@@ -626,22 +610,16 @@ def restore(resume: Optional[dict], modules: dict, roll: Rollout, **counters) ->
 
 
 def open_log(run_dir: Path, args: Args, done: int, num_epochs: int, elapsed: float) -> SimpleNamespace:
-    """progress.csv cut to the `done` epochs of the checkpoint (later ones run again), the run's clock, videos."""
-    path, rows = run_dir / "progress.csv", []
-    if done:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))[:done + 1]
-        require(len(rows) == done + 1, f"{path} has {max(len(rows) - 1, 0)} rows, its checkpoint {done}; start the run again")
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        os.replace(tmp, path)
-    csv_file = open(path, "a" if done else "w", newline="")
-    writer = csv.DictWriter(csv_file, fieldnames=rows[0], extrasaction="ignore") if rows else None  # the run's columns
-    print(f"run {run_dir.name}: {num_epochs} epochs x {args.steps_per_epoch // args.num_envs * args.num_envs} steps")
+    """progress.csv (line-buffered) cut to the `done` epochs of the checkpoint (later ones run again), the run's clock."""
+    path, batch = run_dir / "progress.csv", args.steps_per_epoch // args.num_envs * args.num_envs
+    if done:  # one truncate call: a kill leaves the file whole or cut
+        rows = path.read_bytes().splitlines(keepends=True)[:done + 1]
+        require(len(rows) == done + 1, f"{path} has {len(rows) - 1} rows, its checkpoint {done}; start the run again")
+        os.truncate(path, sum(map(len, rows)))
+    print(f"run {run_dir.name}: {num_epochs} epochs x {batch} steps")
     now = time.time()
-    return SimpleNamespace(run_dir=run_dir, args=args, csv_file=csv_file, writer=writer, first=done + 1,
-                           num_epochs=num_epochs, loop_start=now, epoch_start=now, start_time=now - elapsed, videos=set())
+    return SimpleNamespace(run_dir=run_dir, args=args, csv_file=open(path, "a" if done else "w", newline="", buffering=1), writer=None,
+                           first=done + 1, num_epochs=num_epochs, batch=batch, epoch_start=now, start_time=now - elapsed, videos=set())
 
 
 class GracefulStop:
@@ -663,23 +641,19 @@ class GracefulStop:
 
 def log_epoch(log: SimpleNamespace, row: dict, show: str) -> None:
     """The epoch's row (timed) to progress.csv and wandb, new videos to wandb, a console line ending in `show`."""
-    args, now = log.args, time.time()
-    row.update(sps=int(args.steps_per_epoch // args.num_envs * args.num_envs / (now - log.epoch_start)),
-               time_elapsed=round(now - log.start_time, 2))
-    if log.writer is None:
+    now = time.time()
+    row.update(sps=int(log.batch / (now - log.epoch_start)), time_elapsed=round(now - log.start_time, 2))
+    if log.writer is None:  # the columns of the first row (a resumed run's file has the same header)
         log.writer = csv.DictWriter(log.csv_file, fieldnames=list(row))
-        log.writer.writeheader()
+        if log.first == 1:
+            log.writer.writeheader()
     log.writer.writerow(row)
-    log.csv_file.flush()
-    if args.track:
-        import wandb
-        wandb.log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
-        if args.capture_video:
-            log_new_videos(log.run_dir / "videos", log.videos, row["global_step"])
-    left = (now - log.loop_start) / (row["epoch"] - log.first + 1) * (log.num_epochs - row["epoch"])
+    if log.args.track:
+        sys.modules["wandb"].log({f"charts/{k}": v for k, v in row.items() if isinstance(v, (int, float))}, step=row["global_step"])
+    log_new_videos(log, row["global_step"])
+    left = (now - log.start_time) / row["epoch"] * (log.num_epochs - row["epoch"])
     print(f"epoch {row['epoch']:4d} step {row['global_step']:8d} | sps {row['sps']:5d} | ep_ret {row['ep_ret']:8.2f} ep_cost "
-          f"{row['ep_cost']:7.2f} | {show} | {timedelta(seconds=int(now - log.start_time))} ~{timedelta(seconds=int(left))} left",
-          flush=True)
+          f"{row['ep_cost']:7.2f} | {show} | {timedelta(seconds=int(now - log.start_time))} ~{timedelta(seconds=int(left))} left", flush=True)
 
 
 def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dict, roll: Rollout, **counters) -> None:
@@ -688,14 +662,12 @@ def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dic
     args, last, path = log.args, epoch == log.num_epochs, log.run_dir / RESUME_FILE
     if epoch % args.checkpoint_every == 0 or last or stop.signum:
         states = {name: module.state_dict() for name, module in modules.items()}
-        for name, module in modules.items():
-            if isinstance(module, nn.Module) and not all(torch.isfinite(v).all() for v in states[name].values()):
-                raise SystemExit(f"error: refusing to save a non-finite {name} to {path}")
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-        atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "rng": rng,
-                     "args": asdict(args), "epoch": epoch, "finished": last, "episode": roll.episode + (roll.ep_len > 0),
-                     "elapsed": time.time() - log.start_time, "wandb_id": args.track and sys.modules["wandb"].run.id or None,
-                     **counters}, path)
+        for name, state in states.items():
+            require(all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v)), f"refusing to save a non-finite {name} to {path}")
+        atomic_save({"resume_format": RESUME_FORMAT_VERSION, "script": Path(__file__).name, "modules": states, "args": asdict(args),
+                     "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                     "epoch": epoch, "finished": last, "episode": roll.episode + (roll.ep_len > 0), "elapsed": time.time() - log.start_time,
+                     "wandb_id": args.track and sys.modules["wandb"].run.id or None, **counters}, path)
     if stop.signum and not last:
         if args.track:
             sys.modules["wandb"].finish()
@@ -707,8 +679,7 @@ def end_epoch(log: SimpleNamespace, epoch: int, stop: GracefulStop, modules: dic
 def finish(log: SimpleNamespace, envs, actor: Actor, obs_rms: RunningMeanStd, algo: str, global_step: int) -> None:
     """Close the envs (which writes the last video, uploaded with --track) and save the policy."""
     envs.close()  # also writes the video of an episode still being recorded
-    if log.args.track and log.args.capture_video:  # its own key: this step's episodes may be logged already
-        log_new_videos(log.run_dir / "videos", log.videos, global_step, key="videos/last_episode")
+    log_new_videos(log, global_step, key="videos/last_episode")  # its own key: this step's episodes may be logged already
     log.csv_file.close()
     save_checkpoint(log.run_dir / f"{log.args.exp_name}.pt", actor, obs_rms, log.args.env_id, algo, log.args, global_step)
     print(f"saved {log.run_dir / f'{log.args.exp_name}.pt'}")

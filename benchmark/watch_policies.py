@@ -104,28 +104,26 @@ def check_renderer() -> None:
     import torch._dynamo  # noqa: F401
     if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"  # headless and unset: EGL is the renderer that works without a display
-    probe = ("import mujoco; from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer; "
-             "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\"1\"/></worldbody></mujoco>'); "
-             "assert OffScreenViewer(m, mujoco.MjData(m)).render('rgb_array').ndim == 3")
+    probe = "import mujoco; mujoco.Renderer(mujoco.MjModel.from_xml_string('<mujoco/>')).render()"  # one off-screen frame
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
-        raise SystemExit(f"error: cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                         f"({reason}); set MUJOCO_GL=egl (headless) or run with a display")
+    reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:150]
+    require(result.returncode == 0, f"cannot record video with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} ({reason}); "
+            "set MUJOCO_GL=egl (headless) or run with a display")
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SystemExit(f"error: {message}")
 
 
 def validate_args(args: Args) -> None:
-    if not args.checkpoints:
-        raise SystemExit("error: give --checkpoints PATH [PATH ...]")
-    if args.labels and len(args.labels) != len(args.checkpoints):
-        raise SystemExit(f"error: {len(args.labels)} --labels for {len(args.checkpoints)} --checkpoints")
+    require(bool(args.checkpoints), "give --checkpoints PATH [PATH ...]")
+    require(not args.labels or len(args.labels) == len(args.checkpoints),
+            f"{len(args.labels)} --labels for {len(args.checkpoints)} --checkpoints")
     missing = [p for p in args.checkpoints if not Path(p).is_file()]
-    if missing:
-        raise SystemExit(f"error: checkpoint not found: {', '.join(missing)}")
-    if args.steps <= 0 or args.frames <= 0:
-        raise SystemExit(f"error: --steps and --frames must be positive, got {args.steps} and {args.frames}")
-    if args.frames > args.steps + 1:
-        raise SystemExit(f"error: --frames ({args.frames}) cannot exceed --steps + 1 ({args.steps + 1})")
+    require(not missing, f"checkpoint not found: {', '.join(missing)}")
+    require(args.steps > 0 and args.frames > 0, f"--steps and --frames must be positive, got {args.steps} and {args.frames}")
+    require(args.frames <= args.steps + 1, f"--frames ({args.frames}) cannot exceed --steps + 1 ({args.steps + 1})")
     check_renderer()
 
 
