@@ -558,3 +558,21 @@ def test_the_ant_tables_say_how_far_their_rewards_are_from_the_papers(agg, tmp_p
     assert "sTRPO 52 (2% of 2,600)" in line and "the best baseline (PPO-Lag) 160 (10% of 1,600)" in line, line
     assert "after 10,000 steps" in line
     assert agg.paper_level_line("SafetyHopperVelocity-v1", {"strpo": 1.0}, "x") is None  # no number in the paper
+
+
+def test_ten_seed_algorithms_are_compared_with_strpo_difference_by_difference(agg, tmp_path):
+    """Only baselines with 10 seeds (like sTRPO's) get a paired line; a real gap is measurable, noise is not."""
+    env = "SafetyHopperVelocity-v1"
+    rng = np.random.default_rng(0)
+    for algo, seeds, late in (("strpo", 10, 5.0), ("cpo", 10, 25.0), ("cup", 10, 5.0), ("rcpo", 3, 90.0)):
+        for seed in range(seeds):
+            costs = [30.0] * 6 + list(late + rng.normal(0, 1, 3))
+            write_run(tmp_path, f"{env}__{algo}__{seed}", env, algo, seed, [100.0 + seed] * 9, costs)
+    out = agg.main(agg.Args(inputs=[str(tmp_path)], out_md=str(tmp_path / "r.md"), out_dir=str(tmp_path / "fig"),
+                            bootstrap_reps=500))
+    lines = [x for x in out.read_text().splitlines() if x.startswith(f"- {env}, sTRPO against")]
+    assert [x.split(":")[0] for x in lines] == [f"- {env}, sTRPO against CPO", f"- {env}, sTRPO against CUP"], lines
+    cpo, cup = lines
+    assert "10 against 10 seeds" in cpo
+    assert "cost over the last third" in cpo and cpo.split("cost over the last third")[1].split(";")[0].endswith("(measurable)")
+    assert "not measurable" in cup.split("cost over the last third")[1].split(";")[0]
