@@ -19,6 +19,7 @@ TOOLS = sorted(str(p.relative_to(ROOT)) for p in [ROOT / "robustness_attack.py",
                if str(p.relative_to(ROOT)) not in LIBRARIES)
 # run in the clone with their defaults, plus the least input they need
 RUN_WITH_DEFAULTS = {
+    "benchmark/check_run.py": ["docs/runs/matrix/SafetyHopperVelocity-v1__trpo_lag__0", "--epochs", "1"],
     "benchmark/compare_runs.py": ["docs/runs/fisher-subsample"],
     "benchmark/evaluate_unsafe.py": ["--episodes", "1", "--env-ids", "SafetyHopperVelocity-v1"],
     "benchmark/parity_table.py": [],

@@ -1,0 +1,104 @@
+"""Does a recorded run repeat from its command? Rerun its first epochs with this checkout and compare.
+
+A record of benchmark/run.py (docs/runs/matrix/NAME: run.json, NAME__<seed>__<time>/progress.csv) states
+the command that made it. This reruns that command with the budget cut to the first `--epochs` epochs
+(the scripts' only use of --total-timesteps is the number of epochs, so the first epochs are the same
+computation) into a temporary folder, and compares those rows of progress.csv with the record's, the
+wall-clock columns (sps, time_elapsed) aside. It is a cheap check of a record whose run.json says
+`git_dirty: true` (the tree held uncommitted changes when it ran) or whose commit is older than the code
+you have: a full rerun through benchmark/run.py is the complete check.
+
+    python benchmark/check_run.py docs/runs/matrix/SafetyHopperVelocity-v1__cpo__6
+    python benchmark/check_run.py docs/runs/matrix/SafetyCarCircle1-v0__strpo__* --epochs 1
+
+Prints one line per record (`repeats` or the first differing row and column); exits with 1 when any
+record differs, 2 when one cannot be checked (no run.json, a robustness sweep, no progress.csv).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = {"sps", "time_elapsed"}  # progress.csv's wall-clock columns: the only ones a rerun may change
+
+
+def read_rows(progress: Path) -> list[dict[str, str]]:
+    with open(progress, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def first_difference(recorded: list[dict[str, str]], rerun: list[dict[str, str]], epochs: int) -> str:
+    """'' when the first `epochs` rows agree exactly, else where they first differ."""
+    if len(rerun) < epochs or len(recorded) < epochs:
+        return f"the record has {len(recorded)} epochs and the rerun {len(rerun)}; {epochs} wanted"
+    for i in range(epochs):
+        keys = [*recorded[i], *(k for k in rerun[i] if k not in recorded[i])]  # progress.csv's column order
+        differ = [k for k in keys if recorded[i].get(k) != rerun[i].get(k)]
+        if differ:
+            key = differ[0]
+            return (f"epoch {i + 1}, {key}: recorded {recorded[i].get(key)}, rerun {rerun[i].get(key)}"
+                    f" ({len(differ)} of {len(keys)} columns differ: {', '.join(differ)})")
+    return ""
+
+
+def rerun_command(record: dict, epochs: int, output_dir: Path) -> list[str]:
+    """The record's command with the budget cut to `epochs` epochs and the output in `output_dir`."""
+    argv = shlex.split(record["command"])
+    if argv[0] != "python" or not argv[1].endswith(".py") or "robustness_attack.py" in argv[1]:
+        raise ValueError(f"not a training command: {record['command']}")
+    budget = str(epochs * int(record["steps_per_epoch"]))
+    for flag, value in (("--total-timesteps", budget), ("--output-dir", str(output_dir))):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return [sys.executable, *argv[1:]]
+
+
+def check(record_dir: Path, epochs: int) -> tuple[int, str]:
+    """(0 repeats, 1 differs, 2 cannot be checked) and the line to print."""
+    run_json, recorded = record_dir / "run.json", sorted(record_dir.glob("*/progress.csv"))
+    if not run_json.is_file() or not recorded:
+        return 2, "no run.json or no progress.csv: not a training record of benchmark/run.py"
+    record = json.loads(run_json.read_text())
+    with tempfile.TemporaryDirectory(prefix="check_run_") as tmp:
+        try:
+            argv = rerun_command(record, epochs, Path(tmp))
+        except ValueError as err:
+            return 2, str(err)
+        done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        rerun = sorted(Path(tmp).glob("*/progress.csv"))
+        if done.returncode != 0 or not rerun:
+            tail = done.stderr.strip().splitlines()[-1:] or ["no progress.csv"]
+            return 2, f"the rerun failed ({done.returncode}): {tail[0]}"
+        difference = first_difference(read_rows(recorded[-1]), read_rows(rerun[0]), epochs)
+    commit = (record.get("git_commit") or "unrecorded")[:7] + ("+dirty" if record.get("git_dirty") else "")
+    if difference:
+        return 1, f"differs from its record (run at {commit}): {difference}"
+    return 0, f"repeats its first {epochs} epoch(s) exactly (recorded at {commit})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", type=Path, nargs="+", help="record folders (each with run.json)")
+    parser.add_argument("--epochs", type=int, default=2, help="how many first epochs to rerun and compare")
+    args = parser.parse_args()
+    if args.epochs <= 0:
+        raise SystemExit(f"error: --epochs must be positive, got {args.epochs}")
+    worst = 0
+    for record_dir in args.records:
+        status, line = check(record_dir, args.epochs)
+        print(f"{record_dir.name}: {line}", flush=True)
+        worst = max(worst, status)
+    sys.exit(worst)
+
+
+if __name__ == "__main__":
+    main()
