@@ -4,7 +4,9 @@ A record of benchmark/run.py (docs/runs/matrix/NAME: run.json, NAME__<seed>__<ti
 the command that made it. This reruns that command with the budget cut to the first `--epochs` epochs
 (the scripts' only use of --total-timesteps is the number of epochs, so the first epochs are the same
 computation) into a temporary folder, and compares those rows of progress.csv with the record's, the
-wall-clock columns (sps, time_elapsed) aside. It is a cheap check of a record whose run.json says
+wall-clock columns (sps, time_elapsed) aside. A record that was resumed is rerun from the start: its
+epochs before the interruption must repeat, later ones may differ where an episode was cut (README,
+"What a resumed run repeats"). It is a cheap check of a record whose run.json says
 `git_dirty: true` (the tree held uncommitted changes when it ran) or whose commit is older than the code
 you have: a full rerun through benchmark/run.py is the complete check.
 
@@ -53,6 +55,13 @@ def rerun_command(record: dict, epochs: int, output_dir: Path) -> list[str]:
     argv = shlex.split(record["command"])
     if argv[0] != "python" or not argv[1].endswith(".py") or "robustness_attack.py" in argv[1]:
         raise ValueError(f"not a training command: {record['command']}")
+    if "--resume" in argv:  # start afresh: its epochs before the interruption are a fresh run's (README)
+        del argv[argv.index("--resume"):argv.index("--resume") + 2]
+    if "--save-policies-at" in argv:  # keep the snapshots that fall inside the cut budget (saving draws no number)
+        at = argv.index("--save-policies-at") + 1
+        end = next((i for i in range(at, len(argv)) if argv[i].startswith("--")), len(argv))
+        kept = [k for k in argv[at:end] if int(k) <= epochs]
+        argv[at - 1:end] = ["--save-policies-at", *kept] if kept else []
     budget = str(epochs * int(record["steps_per_epoch"]))
     for flag, value in (("--total-timesteps", budget), ("--output-dir", str(output_dir))):
         if flag in argv:
@@ -79,7 +88,8 @@ def check(record_dir: Path, epochs: int) -> tuple[int, str]:
             tail = done.stderr.strip().splitlines()[-1:] or ["no progress.csv"]
             return 2, f"the rerun failed ({done.returncode}): {tail[0]}"
         difference = first_difference(read_rows(recorded[-1]), read_rows(rerun[0]), epochs)
-    commit = (record.get("git_commit") or "unrecorded")[:7] + ("+dirty" if record.get("git_dirty") else "")
+    commit = record["git_commit"][:7] if record.get("git_commit") else "an unrecorded commit"
+    commit += "+dirty" if record.get("git_dirty") else ""
     if difference:
         return 1, f"differs from its record (run at {commit}): {difference}"
     return 0, f"repeats its first {epochs} epoch(s) exactly (recorded at {commit})"

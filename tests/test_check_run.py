@@ -68,3 +68,14 @@ def test_a_robustness_sweep_or_a_folder_without_record_cannot_be_checked(tmp_pat
     out = check(sweep)
     assert out.returncode == 2 and "not a training command" in out.stdout
     assert check(tmp_path / "empty").returncode == 2
+
+
+def test_a_resumed_record_is_rerun_from_the_start_and_keeps_the_snapshots_inside_the_cut_budget():
+    module = load_script(CHECK)
+    command = ("python unsafe_cvar_trpo.py --env-id SafetyCarCircle1-v0 --seed 0 --total-timesteps 300000 "
+               "--save-policies-at 1 7 14 20 --output-dir runs/m/X --resume runs/m/X/X__0__1")
+    argv = module.rerun_command({"command": command, "steps_per_epoch": 15000}, 7, "/tmp/o")
+    assert argv[1:] == ["unsafe_cvar_trpo.py", "--env-id", "SafetyCarCircle1-v0", "--seed", "0", "--total-timesteps",
+                        "105000", "--save-policies-at", "1", "7", "--output-dir", "/tmp/o"]
+    argv = module.rerun_command({"command": command, "steps_per_epoch": 15000}, 0, "/tmp/o")
+    assert "--save-policies-at" not in argv
