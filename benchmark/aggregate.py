@@ -778,13 +778,13 @@ def section5_claims(records: list[Record], final_epochs: Optional[int], seed: in
     """The paper's section 5 claims on the runs of `group` (main; or long, the same claims at the budget users
     train) (cost measured over the last third of training: "driven to (and sustained near) zero" is about where
     training settles, not about its last epochs)."""
-    main = [r for r in records if r.group == group]
+    runs = [r for r in records if r.group == group]
 
     def vals(env, algo, key):
-        return seed_values(main, env, group, algo, key, final_epochs)
+        return seed_values(runs, env, group, algo, key, final_epochs)
 
     def baselines(env):
-        return sorted({r.label for r in main if r.env_id == env and r.label != "strpo"}, key=sort_key)
+        return sorted({r.label for r in runs if r.env_id == env and r.label != "strpo"}, key=sort_key)
 
     out = []
     for env in ("SafetyCarCircle1-v0", "SafetyHopperVelocity-v1", "SafetyAntVelocity-v1"):
@@ -835,7 +835,7 @@ def section5_claims(records: list[Record], final_epochs: Optional[int], seed: in
                              f"{np.mean(vals(env, 'strpo', 'late_cost')):.1f} over the last third.")
     claim = Claim("section 5, all tasks", "sTRPO has 2x fewer violations than the best baseline (CPO)")
     out.append(claim)
-    tasks = [t for t in sorted({r.env_id for r in main}) if vals(t, "strpo", "mean_cost") and vals(t, "cpo", "mean_cost")]
+    tasks = [t for t in sorted({r.env_id for r in runs}) if vals(t, "strpo", "mean_cost") and vals(t, "cpo", "mean_cost")]
     if tasks:
         groups = [vals(t, "strpo", "mean_cost") for t in tasks] + [vals(t, "cpo", "mean_cost") for t in tasks]
         k = len(tasks)
