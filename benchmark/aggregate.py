@@ -182,9 +182,13 @@ def describe(progress: Path) -> Optional[dict]:
                         seed=int(run.get("seed", meta["seed"])), env_id=run.get("env_id", meta["env_id"]),
                         planned_steps=run.get("total_timesteps", meta["planned_steps"]),
                         wall=(run.get("started_at"), run.get("ended_at")), commit=run.get("git_commit"),
-                        dirty=run.get("git_dirty"))
+                        dirty=run.get("git_dirty"), steps_per_epoch=run.get("steps_per_epoch"))
         except json.JSONDecodeError:
             pass
+    batch, envs = meta.pop("steps_per_epoch", None) or config.get("steps_per_epoch"), config.get("num_envs", 1)
+    if meta["planned_steps"] and batch:  # the scripts run whole epochs only: 1,000,000 steps are 66 x 15,000
+        batch = int(batch) // int(envs) * int(envs)
+        meta["planned_steps"] = int(meta["planned_steps"]) // batch * batch
     return meta
 
 

@@ -598,3 +598,17 @@ def test_section_5_claims_are_judged_again_on_the_long_runs_apart_from_the_paper
     assert len(long_lines) == 2, long_lines  # the Ant claim and the 2x claim; CarGoal1 has no long runs
     assert f"- section 5, {env}, \"the mean episode cost is driven" in long_lines[0] and "**agrees**" in long_lines[0]
     assert "section 5, all tasks" in long_lines[1] and "**agrees**" in long_lines[1]
+
+
+def test_a_budget_that_is_not_a_whole_number_of_epochs_is_finished_at_its_last_whole_epoch(agg, tmp_path):
+    """1,000,000 steps in 15,000-step epochs are 66 epochs (990,000 steps): the scripts run whole epochs only, so
+    such a run is finished, while one that stopped an epoch short of it is not."""
+    for seed, epochs in ((0, 10), (1, 9)):
+        sub = write_run(tmp_path, f"SafetyCarCircle1-v0__cpo__long__{seed}", "SafetyCarCircle1-v0", "cpo", seed,
+                        [1.0] * epochs, [1.0] * epochs, group="long", planned=10_500)
+        record = json.loads((sub.parent / "run.json").read_text())
+        (sub.parent / "run.json").write_text(json.dumps({**record, "steps_per_epoch": 1000}))
+    records, _ = agg.load_records([tmp_path])
+    assert {r.seed: r.planned_steps for r in records} == {0: 10_000, 1: 10_000}
+    unfinished = [r.seed for r in records if r.step[-1] < r.planned_steps]
+    assert unfinished == [1]
