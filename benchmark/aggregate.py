@@ -185,9 +185,11 @@ def describe(progress: Path) -> Optional[dict]:
                         dirty=run.get("git_dirty"), steps_per_epoch=run.get("steps_per_epoch"))
         except json.JSONDecodeError:
             pass
-    batch, envs = meta.pop("steps_per_epoch", None) or config.get("steps_per_epoch"), config.get("num_envs", 1)
-    if meta["planned_steps"] and batch:  # the scripts run whole epochs only: 1,000,000 steps are 66 x 15,000
-        batch = int(batch) // int(envs) * int(envs)
+    # the scripts run whole epochs of (steps_per_epoch // num_envs) * num_envs steps: 1,000,000 steps are 66 x 15,000
+    steps_per_epoch = meta.pop("steps_per_epoch", None) or config.get("steps_per_epoch")
+    if meta["planned_steps"] and steps_per_epoch:
+        envs = int(config.get("num_envs", 1))
+        batch = int(steps_per_epoch) // envs * envs
         meta["planned_steps"] = int(meta["planned_steps"]) // batch * batch
     return meta
 
