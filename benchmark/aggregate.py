@@ -1220,8 +1220,9 @@ def budget_lines(records: list[Record], sweeps: list[tuple[float, float]] = ()) 
         lines.append(f"- {env}: {len(recs)} runs, planned budget {', '.join(f'{p:,}' for p in planned) or 'unknown'} "
                      f"steps per run, first epoch {', '.join(f'{e:,}' for e in epochs)} steps; "
                      f"{hours:.1f} h of training wall time in total (sum of the runs' time_elapsed).")
-    hours = {"main": np.nansum([r.seconds for r in records if r.group == "main"]) / 3600,
-             "ablations": np.nansum([r.seconds for r in records if r.group != "main"]) / 3600}
+    preset = lambda group: "ablations" if group.startswith("ablation") else group  # noqa: E731  (run.py's preset of a group)
+    hours = {name: np.nansum([r.seconds for r in records if preset(r.group) == name]) / 3600
+             for name in sorted({preset(r.group) for r in records}, key=lambda name: (name != "main", name))}
     parts = [f"{name} {h:.1f} h" for name, h in hours.items() if h > 0]
     sweep_hours = sum(end - start for start, end in sweeps) / 3600
     if sweeps:
@@ -1231,6 +1232,28 @@ def budget_lines(records: list[Record], sweeps: list[tuple[float, float]] = ()) 
         lines.append(f"- time by preset, one core per run: {', '.join(parts)}; "
                      f"{sum(hours.values()) + sweep_hours:.1f} core-hours in all.")
     return lines
+
+
+def run_times(records: list[Record]) -> list[str]:
+    """How long one run of each script took here, per task and budget: the main and long presets' runs,
+    median [min, max] minutes of their recorded time_elapsed, as a Markdown table (README includes it)."""
+    recs = [r for r in records if r.group in ("main", "long") and np.isfinite(r.seconds) and r.planned_steps]
+    columns = sorted({(r.env_id, r.planned_steps) for r in recs}, key=lambda c: (c[1], c[0]))
+    if not columns:
+        return []
+    lines = ["| script | " + " | ".join(f"{env}, {steps:,} steps" for env, steps in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for label in [a for a in ORDER if any(r.label == a for r in recs)]:
+        cells = []
+        for env, steps in columns:
+            minutes = sorted(r.seconds / 60 for r in recs if (r.label, r.env_id, r.planned_steps) == (label, env, steps))
+            cells.append(f"{np.median(minutes):.1f} [{minutes[0]:.1f}, {minutes[-1]:.1f}] ({len(minutes)})" if minutes else "")
+        script = "strpo.py" if label == "strpo" else f"baselines/{label}.py"
+        lines.append(f"| `{script}` | " + " | ".join(cells) + " |")
+    return ["Minutes per run: median [min, max] over the recorded runs (their number in brackets) of the "
+            "main and long presets, `time_elapsed` of each run's last progress.csv row: the epoch loop, run two "
+            "at a time on a 2-core machine (benchmark/run.py), often beside other work. Produced by "
+            "benchmark/aggregate.py.", ""] + lines
 
 
 def main(args: Args) -> Path:
@@ -1270,6 +1293,11 @@ def main(args: Args) -> Path:
                f"tasks, {runner.NAVIGATION_STEPS:,} on the navigation tasks, {runner.STEPS_PER_EPOCH:,}-step epochs, "
                f"seeds {', '.join(map(str, runner.SEEDS))} (the paper's text gives no total budget). Found:", ""]
     md += budget_lines(records, sweep_walls(inputs)) or ["- no run found."]
+    times = run_times(records)
+    if times:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "run_times.md").write_text("\n".join(times) + "\n")
+        md += ["", "How long a run takes here:", ""] + times
     md += ["", f"A run's final reward (cost) is {final_text} of `ep_ret` (`ep_cost`), the mean episode reward "
            "(cost) of that epoch. Beside it, measures over many epochs that one swing of a Lagrange or PID "
            "multiplier in the last epochs cannot flip: the mean cost over training (the mean of `ep_cost` over all "

@@ -612,3 +612,34 @@ def test_a_budget_that_is_not_a_whole_number_of_epochs_is_finished_at_its_last_w
     assert {r.seed: r.planned_steps for r in records} == {0: 10_000, 1: 10_000}
     unfinished = [r.seed for r in records if r.step[-1] < r.planned_steps]
     assert unfinished == [1]
+
+
+def test_run_times_give_each_scripts_minutes_per_run_by_task_and_budget_and_presets_apart(agg, tmp_path):
+    """README's "how long" table: median [min, max] of time_elapsed per script, task and budget, from the main and
+    long presets only; the time by preset names long apart from the ablations."""
+    for seed, epochs in ((0, 6), (1, 12), (2, 18)):  # time_elapsed of the last row: 10 s per epoch
+        write_run(tmp_path, f"SafetyCarCircle1-v0__strpo__{seed}", "SafetyCarCircle1-v0", "strpo", seed,
+                  [1.0] * epochs, [1.0] * epochs, planned=epochs * 1000)
+    for seed, seconds in ((3, 240.0), (4, 600.0)):  # two more 6-epoch runs, slower: 1, 4 and 10 minutes
+        sub = write_run(tmp_path, f"SafetyCarCircle1-v0__strpo__{seed}", "SafetyCarCircle1-v0", "strpo", seed,
+                        [1.0] * 6, [1.0] * 6, planned=6000)
+        rows = list(csv.DictReader(open(sub / "progress.csv")))
+        rows[-1]["time_elapsed"] = seconds
+        with open(sub / "progress.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    write_run(tmp_path, "SafetyCarCircle1-v0__cpo__long__0", "SafetyCarCircle1-v0", "cpo", 0, [1.0] * 24, [1.0] * 24,
+              group="long")
+    write_run(tmp_path, "SafetyCarCircle1-v0__strpo__delta__0", "SafetyCarCircle1-v0", "strpo", 0, [1.0] * 42,
+              [1.0] * 42, group="ablation-delta", label="δ = 1e-4")
+    records, _ = agg.load_records([tmp_path])
+    table = agg.run_times(records)
+    header = ("| script | SafetyCarCircle1-v0, 6,000 steps | SafetyCarCircle1-v0, 12,000 steps | "
+              "SafetyCarCircle1-v0, 18,000 steps | SafetyCarCircle1-v0, 24,000 steps |")
+    assert header in table
+    assert "| `strpo.py` | 4.0 [1.0, 10.0] (3) | 2.0 [2.0, 2.0] (1) | 3.0 [3.0, 3.0] (1) |  |" in table
+    assert "| `baselines/cpo.py` |  |  |  | 4.0 [4.0, 4.0] (1) |" in table
+    assert not any("δ" in line or "7.0" in line for line in table)  # the ablation's 7 minutes are not a script's time
+    assert agg.budget_lines(records)[-1] == ("- time by preset, one core per run: main 0.3 h, ablations 0.1 h, long 0.1 h; "
+                                             "0.5 core-hours in all.")
