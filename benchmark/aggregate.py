@@ -1523,22 +1523,11 @@ def ordinal(k: int) -> str:
 
 def headline(records: list[Record], table: list[dict], agg: dict, claims: list[Claim], args: Args) -> list[str]:
     """Where sTRPO stands against the baselines, in numbers, and what the exclusion measurably adds over the
-    --no-exclusion ablation; each statement holds at this budget only."""
+    --no-exclusion ablation, each at the main budget only; then where it stands at the long preset's budget."""
     if not table:
         return ["No run of the main comparison found."]
-    parts = []
-    for env in sorted({r["env_id"] for r in table}):
-        rows = [r for r in table if r["env_id"] == env]
-        s = next((r for r in rows if r["algo"] == "strpo"), None)
-        if s is None:
-            continue
-        rank = lambda key, better: 1 + sum(better(r[key + "_mean"], s[key + "_mean"]) for r in rows)  # noqa: E731
-        parts.append(f"on {env} a final reward of {s['final_reward_mean']:.1f} ({ordinal(rank('final_reward', float.__gt__))} "
-                     f"highest of {len(rows)}), a mean cost over training of {s['mean_cost_mean']:.1f} "
-                     f"({ordinal(rank('mean_cost', float.__lt__))} lowest) and a cost over the last third of "
-                     f"{s['late_cost_mean']:.1f} ({ordinal(rank('late_cost', float.__lt__))} lowest)")
     out = [f"At this budget only ({budget_text(records)}), by the means over seeds, sTRPO reaches "
-           + "; ".join(parts) + "."]
+           + "; ".join(standing(table)) + "."]
     s = next((r for r in agg.get("rows", []) if r["algo"] == "strpo"), None)
     base = [r for r in agg.get("rows", []) if r["algo"] != "strpo"]
     if s and base:
@@ -1558,7 +1547,31 @@ def headline(records: list[Record], table: list[dict], agg: dict, claims: list[C
         if text:
             out += ["", f"What the exclusion adds, on {env} (default sTRPO against `--no-exclusion`, the same update "
                     f"without the exclusion step; at this budget only): {text}."]
+    long_table = summary_table([r for r in records if r.group == "long"], args.final_epochs, args.seed, args.bootstrap_reps)
+    long_parts = standing(long_table)
+    if long_parts:
+        others = [DISPLAY.get(a, a) for a in ORDER if a != "strpo" and any(r["algo"] == a for r in long_table)]
+        against = ", ".join(others[:-1]) + " and " + others[-1] if len(others) > 1 else others[0]
+        out += ["", f"At the `long` preset's budget ({budget_text(records, 'long')}), against {against}, sTRPO reaches "
+                + "; ".join(long_parts) + ". Section 5's claims at that budget are judged apart, below."]
     return out
+
+
+def standing(table: list[dict]) -> list[str]:
+    """Per task of a summary table: sTRPO's final reward, mean cost over training and cost over the last
+    third, each with its rank among the table's algorithms (by the means over seeds)."""
+    parts = []
+    for env in sorted({r["env_id"] for r in table}):
+        rows = [r for r in table if r["env_id"] == env]
+        s = next((r for r in rows if r["algo"] == "strpo"), None)
+        if s is None or len(rows) < 2:
+            continue
+        rank = lambda key, better: 1 + sum(better(r[key + "_mean"], s[key + "_mean"]) for r in rows)  # noqa: E731
+        parts.append(f"on {env} a final reward of {s['final_reward_mean']:.1f} ({ordinal(rank('final_reward', float.__gt__))} "
+                     f"highest of {len(rows)}), a mean cost over training of {s['mean_cost_mean']:.1f} "
+                     f"({ordinal(rank('mean_cost', float.__lt__))} lowest) and a cost over the last third of "
+                     f"{s['late_cost_mean']:.1f} ({ordinal(rank('late_cost', float.__lt__))} lowest)")
+    return parts
 
 
 def differences(records: list[Record], env: str, first: tuple, second: tuple, args: Args) -> str:
