@@ -1250,7 +1250,7 @@ def run_times(records: list[Record]) -> list[str]:
             cells.append(f"{np.median(minutes):.1f} [{minutes[0]:.1f}, {minutes[-1]:.1f}] ({len(minutes)})" if minutes else "")
         script = "strpo.py" if label == "strpo" else f"baselines/{label}.py"
         lines.append(f"| `{script}` | " + " | ".join(cells) + " |")
-    return ["Minutes per run: median [min, max] over the recorded runs (their number in brackets) of the "
+    return ["Minutes per run: median [min, max] over the recorded runs (their number in parentheses) of the "
             "main and long presets, `time_elapsed` of each run's last progress.csv row: the epoch loop, run two "
             "at a time on a 2-core machine (benchmark/run.py), often beside other work. Produced by "
             "benchmark/aggregate.py.", ""] + lines
