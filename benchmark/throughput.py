@@ -25,8 +25,11 @@ the per-repeat ratios, each from a raw and a train run made back to back.
 
 Writes {out}.csv and {out}.md (machine facts, N, then one row per pair), by default under runs/throughput/;
 the README's table is rewritten only with `--out benchmark/results/throughput`. `--profile` runs the
-training part under cProfile and prints the top 25 functions by cumulative time (its rows are then
-slower than an unprofiled run and are marked so).
+training part under cProfile, prints the top 25 functions by cumulative time and adds to {out}.md, per
+pair, the share of main()'s time spent in the vector env's step and in each of the script's own
+functions (its rows are then slower than an unprofiled run and are marked so). The README's profile:
+
+    python benchmark/throughput.py --scripts strpo.py --env-ids SafetyHopperVelocity-v1 --profile --out benchmark/results/strpo_profile
 """
 from __future__ import annotations
 
@@ -78,6 +81,7 @@ def ratio_target(script: str, env_id: str) -> float:
     return float("nan")
 MAX_STEPS_PER_EPOCH = 15_000  # the scripts' default epoch, so a default run times two real epochs
 PROFILE_TOP = 25
+PROFILE_MIN_SHARE = 0.05  # the profile split lists the script's functions that take at least this share of main()
 
 
 @dataclass
@@ -93,7 +97,7 @@ class Args:
     repeats: int = 1
     """measurements per pair (raw then train each time); the table gives medians"""
     profile: bool = False
-    """run the training part under cProfile and print the top 25 functions by cumulative time"""
+    """run the training part under cProfile: print the top 25 functions, and tabulate where main() spends its time"""
     seed: int = 1
     """seed of the raw run's resets and random actions, and of the training runs"""
 
@@ -188,25 +192,43 @@ def epoch_loop_sps(progress_csv: Path) -> float:
     return total_steps / total_time
 
 
-def measure_train(module, env_id: str, steps: int, seed: int, profile: bool) -> tuple[float, str]:
-    """Run the script's main in-process on a temporary output folder; returns (sps, profile text)."""
+def profile_split(stats: pstats.Stats, script: Path) -> list[tuple[str, float, float]]:
+    """Where main() spends its time: (function, cumulative s, share of main's time) for the vector env's step and
+    every function or method of the script itself that takes at least PROFILE_MIN_SHARE of main, largest first.
+    Cumulative times nest (Rollout.collect includes the env step), so the shares do not add up to 1."""
+    entries = stats.stats  # (file, line, name) -> (primitive calls, calls, own time, cumulative time, callers)
+    own = {key: value[3] for key, value in entries.items() if Path(key[0]).resolve() == script.resolve()}
+    total = max((t for (_, _, name), t in own.items() if name == "main"), default=0.0)
+    if total <= 0:
+        return []
+    env_step = max((v[3] for (file, _, name), v in entries.items()
+                    if name == "step" and f"{os.sep}vector{os.sep}" in file and "gymnasium" in file), default=0.0)
+    rows = [("the vector env's step (reset included)", env_step, env_step / total)]
+    rows += [(f"{script.name}: {name} (line {line})", t, t / total) for (_, line, name), t in own.items()
+             if name != "main" and t / total >= PROFILE_MIN_SHARE]
+    return sorted(rows, key=lambda row: -row[1])
+
+
+def measure_train(module, env_id: str, steps: int, seed: int, profile: bool) -> tuple[float, str, list]:
+    """Run the script's main in-process on a temporary output folder; returns (sps, profile text, profile split)."""
     arg_names = {f.name for f in fields(module.Args)}
     kwargs = dict(env_id=env_id, total_timesteps=steps, steps_per_epoch=min(MAX_STEPS_PER_EPOCH, steps), seed=seed)
     if "unsafe_policy_path" in arg_names:  # sTRPO: the shipped pi_unsafe, wherever we are run from
         kwargs["unsafe_policy_path"] = str(ROOT / "unsafe_policies" / f"{env_id}.pt")
-    report = ""
+    report, split = "", []
     with tempfile.TemporaryDirectory(prefix="throughput_") as tmp:
         run_args = module.Args(output_dir=tmp, **kwargs)
         if profile:
             profiler = cProfile.Profile()
             run_dir = profiler.runcall(module.main, run_args)
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(PROFILE_TOP)
-            report = text.getvalue()
+            stats = pstats.Stats(profiler, stream=text)
+            stats.sort_stats("cumulative").print_stats(PROFILE_TOP)
+            report, split = text.getvalue(), profile_split(stats, Path(module.__file__))
         else:
             run_dir = module.main(run_args)
         sps = epoch_loop_sps(Path(run_dir) / "progress.csv")
-    return sps, report
+    return sps, report, split
 
 
 def skip_reason(module, env_id: str) -> str:
@@ -224,7 +246,7 @@ def measure_pair(script: Path, env_id: str, args: Args) -> dict:
     row = {"script": script.name, "env_id": env_id, "num_envs": defaults.num_envs, "vector_mode": defaults.vector_mode,
            "vector_env": "", "steps": args.steps, "repeats": args.repeats, "env_construct_s": float("nan"),
            "raw_sps": float("nan"), "train_sps": float("nan"), "ratio": float("nan"),
-           "target": ratio_target(script.name, env_id), "meets_target": "", "status": "ok", "note": ""}
+           "target": ratio_target(script.name, env_id), "meets_target": "", "status": "ok", "note": "", "profile": []}
     reason = skip_reason(module, env_id)
     if reason:
         row.update(status="skipped", note=reason)
@@ -238,7 +260,7 @@ def measure_pair(script: Path, env_id: str, args: Args) -> dict:
         print(f"[throughput]   raw {raw['raw_sps']:.0f} steps/s ({raw['vector_env']}, built in {raw['env_construct_s']:.2f} s); "
               f"training...", flush=True)
         try:
-            train_sps, report = measure_train(module, env_id, args.steps, args.seed, args.profile)
+            train_sps, report, split = measure_train(module, env_id, args.steps, args.seed, args.profile)
         except SystemExit as exc:  # the script's own one-line error: report the pair, keep going
             row.update(status="failed", note=str(exc).replace("\n", " "), vector_env=raw["vector_env"])
             print(f"[throughput]   failed: {exc}", flush=True)
@@ -247,6 +269,8 @@ def measure_pair(script: Path, env_id: str, args: Args) -> dict:
             print(f"[throughput] cProfile of {script.name} on {env_id}, top {PROFILE_TOP} by cumulative time:\n{report}",
                   flush=True)
         print(f"[throughput]   train {train_sps:.0f} steps/s, ratio {train_sps / raw['raw_sps']:.2f}", flush=True)
+        if split:
+            row["profile"].append(split)
         raws.append(raw["raw_sps"]); trains.append(train_sps); constructs.append(raw["env_construct_s"])
         ratios.append(train_sps / raw["raw_sps"])
         row["vector_env"] = raw["vector_env"]
@@ -309,6 +333,12 @@ def markdown(rows: list[dict], facts: dict) -> str:
         lines.append(f"| {r['script']} | {r['env_id']} | {r['num_envs']} | {fmt(r['vector_env'])} | "
                      f"{fmt(r['env_construct_s'], 2)} | {fmt(r['raw_sps'])} | {fmt(r['train_sps'])} | {fmt(r['ratio'], 2)} | "
                      f"{'>= ' + fmt(r['target'], 2) if r['target'] == r['target'] else '-'} | {fmt(r['meets_target'])} | {status} |")
+    for r in rows:  # with --profile: where main() spent its time, one table per repeat
+        for rep, split in enumerate(r["profile"], 1):
+            lines += ["", f"Where {r['script']}'s main() spends its time on {r['env_id']} (cProfile, repeat {rep} of "
+                      f"{len(r['profile'])}; cumulative times nest, so the shares do not add up to 1):", "",
+                      "| function | cumulative s | share of main() |", "|---|---|---|"]
+            lines += [f"| {name} | {seconds:.1f} | {share:.0%} |" for name, seconds, share in split]
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +349,7 @@ def write_outputs(rows: list[dict], facts: dict, out: Path) -> tuple[Path, Path]
     csv_path, md_path = out.with_name(out.name + ".csv"), out.with_name(out.name + ".md")
     fact_cols = ["date", "git_commit", "nproc", "torch_threads", "python", "torch", "load_avg_1min_start"]
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + fact_cols)
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "profile"] + fact_cols, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, **{k: facts[k] for k in fact_cols}})

@@ -49,14 +49,24 @@ def test_targets_by_script_family_and_task(throughput):
         "SafetyHopperVelocity-v1", "SafetyCarCircle1-v0"}
 
 
-def test_profile_prints_the_top_functions_by_cumulative_time(throughput, tmp_path, capsys):
+def test_profile_prints_the_top_functions_and_tabulates_where_main_spends_its_time(throughput, tmp_path, capsys):
     args = throughput.Args(scripts=["unsafe_cvar_trpo.py"], env_ids=["SafetyHopperVelocity-v1"], steps=400,
                            out=str(tmp_path / "prof.csv"), profile=True)
-    csv_path, _ = throughput.main(args)
+    csv_path, md_path = throughput.main(args)
     printed = capsys.readouterr().out
     assert "cProfile of unsafe_cvar_trpo.py" in printed and "cumulative" in printed
     assert csv_path == tmp_path / "prof.csv"
     assert "profiled" in next(csv.DictReader(open(csv_path)))["note"]
+    md = md_path.read_text()
+    assert "Where unsafe_cvar_trpo.py's main() spends its time on SafetyHopperVelocity-v1" in md
+    shares = {line.split(" | ")[0].lstrip("| "): float(line.split(" | ")[2].rstrip("% |")) / 100
+              for line in md.splitlines() if line.startswith("| ") and line.endswith("% |")}
+    # the env's step happens inside the rollout, and everything inside main's epoch loop: the nesting must hold
+    env, collect, train = (shares["the vector env's step (reset included)"],
+                           next(v for k, v in shares.items() if k.startswith("unsafe_cvar_trpo.py: collect ")),
+                           next(v for k, v in shares.items() if k.startswith("unsafe_cvar_trpo.py: train ")))
+    assert 0 < env <= collect <= train <= 1
+    assert all(v >= throughput.PROFILE_MIN_SHARE for k, v in shares.items() if k.startswith("unsafe_cvar_trpo.py:"))
 
 
 def test_unknown_script_and_env_id_are_one_line_errors(throughput, tmp_path):
