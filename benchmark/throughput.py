@@ -205,7 +205,7 @@ def profile_split(stats: pstats.Stats, script: Path) -> list[tuple[str, float, f
                     if name == "step" and f"{os.sep}vector{os.sep}" in file and "gymnasium" in file), default=0.0)
     rows = [("the vector env's step (reset included)", env_step, env_step / total)]
     rows += [(f"{script.name}: {name} (line {line})", t, t / total) for (_, line, name), t in own.items()
-             if name != "main" and t / total >= PROFILE_MIN_SHARE]
+             if name != "main" and not name.startswith("<") and t / total >= PROFILE_MIN_SHARE]  # no <listcomp>s
     return sorted(rows, key=lambda row: -row[1])
 
 
@@ -321,7 +321,8 @@ def fmt(value, digits: int = 0) -> str:
 
 
 def markdown(rows: list[dict], facts: dict) -> str:
-    lines = ["# Training throughput against the raw environment", "",
+    profiled = any(r["profile"] for r in rows)
+    lines = ["# Training throughput against the raw environment" + (", and where the time goes" if profiled else ""), "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()), "",
              "train = steps/s of the epoch loop (rollout + update) from progress.csv; raw = the script's own vector env "
              "with uniform random actions; ratio = train / raw (median over repeats); target = the ratio a script should "
