@@ -127,6 +127,7 @@ class Record:
     multiplier_max: float = float("nan")  # largest Lagrange multiplier logged (lagrange_multiplier or lambda_cost)
     commit: Optional[str] = None  # run.json's git_commit (benchmark/run.py since issue 26); None: unrecorded
     dirty: Optional[bool] = None  # run.json's git_dirty: tracked files differed from that commit
+    resumed: bool = False  # run.json's action is resume: the record's last attempt continued an interrupted run
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,7 +183,8 @@ def describe(progress: Path) -> Optional[dict]:
                         seed=int(run.get("seed", meta["seed"])), env_id=run.get("env_id", meta["env_id"]),
                         planned_steps=run.get("total_timesteps", meta["planned_steps"]),
                         wall=(run.get("started_at"), run.get("ended_at")), commit=run.get("git_commit"),
-                        dirty=run.get("git_dirty"), steps_per_epoch=run.get("steps_per_epoch"))
+                        dirty=run.get("git_dirty"), steps_per_epoch=run.get("steps_per_epoch"),
+                        resumed=run.get("action") == "resume")
         except json.JSONDecodeError:
             pass
     # the scripts run whole epochs of (steps_per_epoch // num_envs) * num_envs steps: 1,000,000 steps are 66 x 15,000
@@ -210,7 +212,7 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
             rec = Record(path=path, env_id=meta["env_id"], group=meta["group"], label=meta["label"],
                          seed=meta["seed"], step=data["global_step"], reward=data["ep_ret"], cost=data["ep_cost"],
                          planned_steps=meta["planned_steps"], cost_limit=meta["cost_limit"], wall=meta["wall"],
-                         commit=meta["commit"], dirty=meta["dirty"],
+                         commit=meta["commit"], dirty=meta["dirty"], resumed=meta.get("resumed", False),
                          seconds=float(data["time_elapsed"][-1]) if "time_elapsed" in data else float("nan"),
                          multiplier_max=max((float(np.nanmax(data[k])) for k in MULTIPLIER_COLUMNS if k in data),
                                             default=float("nan")))
@@ -1234,6 +1236,17 @@ def budget_lines(records: list[Record], sweeps: list[tuple[float, float]] = ()) 
     return lines
 
 
+def resumed_text(records: list[Record]) -> str:
+    """The runs whose record comes from a resumed attempt: a fresh start of their command repeats them only up to
+    the interruption, since the interrupted episodes restart (README, "Stopping and resuming a run")."""
+    names = sorted(r.path.parent.parent.name for r in records if r.resumed)
+    if not names:
+        return ""
+    return (f" {len(names)} of them were resumed after an interruption (run.json's action `resume`): from the "
+            f"interrupted epoch on, their episodes differ from those of an uninterrupted run of the same command, "
+            f"because the episodes cut by the interruption start afresh: {', '.join(names)}.")
+
+
 def run_times(records: list[Record]) -> list[str]:
     """How long one run of each script took here, per task and budget: the main and long presets' runs,
     median [min, max] minutes of their recorded time_elapsed, as a Markdown table (README includes it)."""
@@ -1285,7 +1298,7 @@ def main(args: Args) -> Path:
           "_Do not edit: this page is produced by `python benchmark/aggregate.py` from the progress.csv files of "
           "the runs (benchmark/run.py), and every number and figure on it comes from them._", "",
           f"Generated from {len(records)} run(s) in {', '.join(shown(p) for p in inputs)} (code of the runs, "
-          f"run.json's git commit: {commits_text(records) or 'none'}).",
+          f"run.json's git commit: {commits_text(records) or 'none'}).{resumed_text(records)}",
           "", "## Budget", ""]
     runner = runner_module()
     if runner is not None:

@@ -646,3 +646,15 @@ def test_run_times_give_each_scripts_minutes_per_run_by_task_and_budget_and_pres
     assert not any("δ" in line or "7.0" in line for line in table)  # the ablation's 7 minutes are not a script's time
     assert agg.budget_lines(records)[-1] == ("- time by preset, one core per run: main 0.3 h, ablations 0.1 h, long 0.1 h; "
                                              "0.5 core-hours in all.")
+
+
+def test_records_of_resumed_runs_are_named_at_the_top_of_the_page(agg, tmp_path):
+    """A record whose last attempt was a resume repeats a fresh start only up to the interruption: the page says which."""
+    synthetic_seeds(tmp_path)
+    record = tmp_path / "SafetyHopperVelocity-v1__strpo__1" / "run.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "action": "resume"}))
+    records, _ = agg.load_records([tmp_path])
+    assert [r.seed for r in records if r.resumed] == [1]
+    assert "1 of them were resumed after an interruption" in agg.resumed_text(records)
+    assert agg.resumed_text(records).endswith(": SafetyHopperVelocity-v1__strpo__1.")
+    assert agg.resumed_text([r for r in records if not r.resumed]) == ""
