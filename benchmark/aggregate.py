@@ -128,6 +128,7 @@ class Record:
     commit: Optional[str] = None  # run.json's git_commit (benchmark/run.py since issue 26); None: unrecorded
     dirty: Optional[bool] = None  # run.json's git_dirty: tracked files differed from that commit
     resumed: bool = False  # run.json's action is resume: the record's last attempt continued an interrupted run
+    cpu: Optional[str] = None  # run.json's cpu (model; SIMD extensions); None: unrecorded
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def describe(progress: Path) -> Optional[dict]:
                         planned_steps=run.get("total_timesteps", meta["planned_steps"]),
                         wall=(run.get("started_at"), run.get("ended_at")), commit=run.get("git_commit"),
                         dirty=run.get("git_dirty"), steps_per_epoch=run.get("steps_per_epoch"),
-                        resumed=run.get("action") == "resume")
+                        resumed=run.get("action") == "resume", cpu=run.get("cpu"))
         except json.JSONDecodeError:
             pass
     # the scripts run whole epochs of (steps_per_epoch // num_envs) * num_envs steps: 1,000,000 steps are 66 x 15,000
@@ -212,7 +213,7 @@ def load_records(inputs: list[Path]) -> tuple[list[Record], list[str]]:
             rec = Record(path=path, env_id=meta["env_id"], group=meta["group"], label=meta["label"],
                          seed=meta["seed"], step=data["global_step"], reward=data["ep_ret"], cost=data["ep_cost"],
                          planned_steps=meta["planned_steps"], cost_limit=meta["cost_limit"], wall=meta["wall"],
-                         commit=meta["commit"], dirty=meta["dirty"], resumed=meta.get("resumed", False),
+                         commit=meta["commit"], dirty=meta["dirty"], resumed=meta.get("resumed", False), cpu=meta.get("cpu"),
                          seconds=float(data["time_elapsed"][-1]) if "time_elapsed" in data else float("nan"),
                          multiplier_max=max((float(np.nanmax(data[k])) for k in MULTIPLIER_COLUMNS if k in data),
                                             default=float("nan")))
@@ -236,18 +237,20 @@ def progress_rows(run_dir: Path) -> list[list[str]]:
     return rows
 
 
-def publish_runs(source: Path, dest: Path) -> tuple[list[str], dict[str, bool]]:
+def publish_runs(source: Path, dest: Path) -> tuple[list[str], dict[str, bool], set[str]]:
     """Copy the record of every finished run under `source` (a benchmark/run.py root) to `dest`, same layout:
     NAME/run.json, NAME/<run folder>/{config.json, progress.csv} and its policy checkpoints ({exp}.pt, and the
     {exp}_epoch{k}.pt of --save-policies-at; ~30 KB each) for a training run whose final checkpoint exists,
     NAME/attack/robustness.csv for a finished robustness run. With the checkpoints the copy is a root that
     benchmark/run.py can continue from (the robustness sweeps and the strength ablation read them). Unfinished
     runs are left out (a partial copy would stand for a run that is not over); a run published before is
-    replaced whole (its older attempt's folder goes too). Returns the names copied and, for each training run
-    that replaced a published one, whether its progress.csv repeats the old one exactly (timing aside)."""
+    replaced whole (its older attempt's folder goes too). Returns the names copied; for each training run
+    that replaced a published one, whether its progress.csv repeats the old one exactly (timing aside); and the
+    names of those whose old record ran on another CPU than the new one, or on an unrecorded one (run.json's
+    `cpu`: a run repeats bit for bit only on a CPU with the same SIMD extensions)."""
     import shutil
 
-    copied, reproduced = [], {}
+    copied, reproduced, other_cpu = [], {}, set()
     for record in sorted(source.glob("*/run.json")):
         name_dir = record.parent
         files = []
@@ -260,6 +263,8 @@ def publish_runs(source: Path, dest: Path) -> tuple[list[str], dict[str, bool]]:
         if not files:
             continue
         before = progress_rows(dest / name_dir.relative_to(source))
+        old_run_json = dest / name_dir.relative_to(source) / "run.json"
+        old_cpu = json.loads(old_run_json.read_text()).get("cpu") if old_run_json.is_file() else None
         shutil.rmtree(dest / name_dir.relative_to(source), ignore_errors=True)  # a rerun replaces the whole record
         for f in [record, *files]:
             target = dest / f.relative_to(source)
@@ -268,7 +273,9 @@ def publish_runs(source: Path, dest: Path) -> tuple[list[str], dict[str, bool]]:
         copied.append(name_dir.name)
         if before:
             reproduced[name_dir.name] = before == progress_rows(dest / name_dir.relative_to(source))
-    return copied, reproduced
+            if old_cpu is None or old_cpu != json.loads(record.read_text()).get("cpu"):
+                other_cpu.add(name_dir.name)
+    return copied, reproduced, other_cpu
 
 
 def read_robustness(inputs: list[Path]) -> list[dict]:
@@ -388,6 +395,20 @@ def commits_text(records: list[Record]) -> str:
         key = commit_key(r.commit, r.dirty)
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: kv[0] == "unrecorded"))
+
+
+def cpus_text(records: list[Record]) -> str:
+    """The CPUs the runs ran on (run.json's cpu: its model and widest SIMD extension), with how many runs each."""
+    def widest(cpu: Optional[str]) -> str:
+        if not cpu:
+            return "unrecorded"
+        model, _, flags = cpu.partition("; ")
+        simd = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags.split()), "SSE")
+        return f"{model} with {simd}"
+    counts = {}
+    for r in records:
+        counts[widest(r.cpu)] = counts.get(widest(r.cpu), 0) + 1
+    return ", ".join(f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: (kv[0] == "unrecorded", kv[0])))
 
 
 def git_blob(commit: str, path: str) -> Optional[str]:
@@ -1279,12 +1300,15 @@ def main(args: Args) -> Path:
     out_dir = Path(args.out_dir) if Path(args.out_dir).is_absolute() else ROOT / args.out_dir
     if args.publish:
         publish_dir = Path(args.publish_dir) if Path(args.publish_dir).is_absolute() else ROOT / args.publish_dir
-        copied, reproduced = publish_runs(inputs[0], publish_dir)
+        copied, reproduced, other_cpu = publish_runs(inputs[0], publish_dir)
         print(f"published {len(copied)} finished run(s) of {shown(inputs[0])} to {shown(publish_dir)}")
         if reproduced:
             differ = sorted(name for name, same in reproduced.items() if not same)
             print(f"{len(reproduced)} replaced a published run: {len(reproduced) - len(differ)} repeat its progress.csv "
                   f"exactly (timing aside), {len(differ)} differ{': ' + ', '.join(differ) if differ else ''}")
+            if set(differ) & other_cpu:
+                print(f"{len(set(differ) & other_cpu)} of those that differ replace a record from another CPU or an "
+                      "unrecorded one: a run repeats bit for bit only on a CPU with the same SIMD extensions")
         inputs = [publish_dir]
     records, notes = load_records(inputs)
     seed_ci = lambda values: bootstrap_ci(lambda m: m, [values], args.seed, args.bootstrap_reps)  # noqa: E731
@@ -1298,7 +1322,9 @@ def main(args: Args) -> Path:
           "_Do not edit: this page is produced by `python benchmark/aggregate.py` from the progress.csv files of "
           "the runs (benchmark/run.py), and every number and figure on it comes from them._", "",
           f"Generated from {len(records)} run(s) in {', '.join(shown(p) for p in inputs)} (code of the runs, "
-          f"run.json's git commit: {commits_text(records) or 'none'}).{resumed_text(records)}",
+          f"run.json's git commit: {commits_text(records) or 'none'}; CPU of the runs, run.json's cpu: "
+          f"{cpus_text(records) or 'none'}, and a run repeats bit for bit only on a CPU with the same SIMD extensions)."
+          f"{resumed_text(records)}",
           "", "## Budget", ""]
     runner = runner_module()
     if runner is not None:

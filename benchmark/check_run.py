@@ -8,7 +8,9 @@ wall-clock columns (sps, time_elapsed) aside. A record that was resumed is rerun
 epochs before the interruption must repeat, later ones may differ where an episode was cut (README,
 "What a resumed run repeats"). It is a cheap check of a record whose run.json says
 `git_dirty: true` (the tree held uncommitted changes when it ran) or whose commit is older than the code
-you have: a full rerun through benchmark/run.py is the complete check.
+you have: a full rerun through benchmark/run.py is the complete check. Exact repetition also needs a CPU
+with the SIMD extensions of the record's (run.json's `cpu`): torch and MKL choose their kernels by them,
+and a kernel of another width rounds differently from the first epoch on; a differing record says so.
 
     python benchmark/check_run.py docs/runs/matrix/SafetyHopperVelocity-v1__cpo__6
     python benchmark/check_run.py docs/runs/matrix/SafetyCarCircle1-v0__strpo__* --epochs 1
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import shlex
 import subprocess
@@ -71,6 +74,23 @@ def rerun_command(record: dict, epochs: int, output_dir: Path) -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
+def this_cpu() -> str | None:
+    """This machine's CPU as benchmark/run.py records it in run.json (model name and SIMD extensions)."""
+    spec = importlib.util.spec_from_file_location("benchmark_run", Path(__file__).with_name("run.py"))
+    module = sys.modules.setdefault("benchmark_run", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)  # registered first: its dataclasses look their module up
+    return module.cpu_provenance()
+
+
+def cpu_note(record: dict) -> str:
+    """Why a rerun may differ besides the code: torch's and MKL's kernels round by the CPU's SIMD extensions."""
+    if not record.get("cpu"):
+        return "; its CPU is unrecorded, and a run repeats exactly only on a CPU with the same SIMD extensions"
+    if record["cpu"] != this_cpu():
+        return f"; it ran on another CPU ({record['cpu']}), and a run repeats exactly only on one with the same SIMD extensions"
+    return ""
+
+
 def check(record_dir: Path, epochs: int) -> tuple[int, str]:
     """(0 repeats, 1 differs, 2 cannot be checked) and the line to print."""
     run_json, recorded = record_dir / "run.json", sorted(record_dir.glob("*/progress.csv"))
@@ -91,7 +111,7 @@ def check(record_dir: Path, epochs: int) -> tuple[int, str]:
     commit = record["git_commit"][:7] if record.get("git_commit") else "an unrecorded commit"
     commit += "+dirty" if record.get("git_dirty") else ""
     if difference:
-        return 1, f"differs from its record (run at {commit}): {difference}"
+        return 1, f"differs from its record (run at {commit}{cpu_note(record)}): {difference}"
     return 0, f"repeats its first {epochs} epoch(s) exactly (recorded at {commit})"
 
 

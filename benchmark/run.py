@@ -63,8 +63,9 @@ Presets beyond the paper's matrix (not in `all`):
   SafetyAntVelocity-v1 at 2,000,000 (names end in `__long__SEED`: another budget, another folder).
 
 Provenance: every run.json records the git commit of the repository and whether its tracked files had
-uncommitted changes (`git_commit`, `git_dirty`), and the command as run from the repository root with
-relative paths (`python strpo.py ...`; the subprocess itself uses this interpreter, sys.executable).
+uncommitted changes (`git_commit`, `git_dirty`), the CPU (`cpu`: model and SIMD extensions, which decide how
+torch's and MKL's kernels round), and the command as run from the repository root with relative paths
+(`python strpo.py ...`; the subprocess itself uses this interpreter, sys.executable).
 
 wandb: `--track` passes `--track --wandb-project-name P [--wandb-entity E]` to every training run and, in
 its environment, WANDB_RUN_GROUP = `{group}__{env_id}` (the page's sections), WANDB_JOB_TYPE = the
@@ -592,6 +593,19 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def cpu_provenance() -> Optional[str]:
+    """This machine's CPU as run.json records it: model name and SIMD extensions (from /proc/cpuinfo; None where
+    it is missing). torch and MKL choose their kernels by these, and kernels of other widths round differently,
+    so a run repeats bit for bit only on a CPU with the same extensions (docs/reproduce.md, "Provenance")."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:40] if ":" in line)
+    except OSError:
+        return None
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    simd = sorted(f for f in info.get("flags", "").split() if re.fullmatch(r"sse\S*|ssse3|avx\S*|fma|f16c|amx\S*", f))
+    return f"{info.get('model name', 'unknown')}; {' '.join(simd)}"
+
+
 def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict, wandb: Optional[dict] = None) -> dict:
     """Body of the Ray task: decide again (the inputs have finished by now), then run the subprocess with
     its output in {root}/NAME/log.txt. Returns a status dict; never raises, so dependants can read it.
@@ -611,7 +625,7 @@ def execute_run(run_dict: dict, root: str, resumable: bool, *upstream: dict, wan
     run_dir = root / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {**asdict(run), "command": portable_command(plan["command"]), "action": plan["action"],
-              **git_provenance(), "started_at": started, "ended_at": None, "returncode": None}
+              **git_provenance(), "cpu": cpu_provenance(), "started_at": started, "ended_at": None, "returncode": None}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     env = {**os.environ, **(run.wandb_env if wandb and run.kind == "train" else {})}
     with open(run_dir / "log.txt", "a") as log:

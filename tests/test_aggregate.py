@@ -123,8 +123,12 @@ def test_publish_copies_finished_runs_only_and_the_copy_aggregates_the_same(agg,
     twin.mkdir(parents=True)  # the same run published before, from another machine: only its timing differs
     source = next((tmp_path / "matrix" / "SafetyHopperVelocity-v1__strpo__1").glob("*/progress.csv")).read_text()
     (twin / "progress.csv").write_text(source.replace(",100,", ",250,"))  # the sps column
-    copied, reproduced = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
+    (twin.parent / "run.json").write_text(json.dumps({"cpu": "A CPU; sse2"}))  # the new record's CPU too:
+    new_run_json = tmp_path / "matrix" / "SafetyHopperVelocity-v1__strpo__1" / "run.json"
+    new_run_json.write_text(json.dumps({**json.loads(new_run_json.read_text()), "cpu": "A CPU; sse2"}))
+    copied, reproduced, other_cpu = agg.publish_runs(tmp_path / "matrix", tmp_path / "docs")
     assert reproduced == {"SafetyHopperVelocity-v1__strpo__0": False, "SafetyHopperVelocity-v1__strpo__1": True}
+    assert other_cpu == {"SafetyHopperVelocity-v1__strpo__0"}  # its old record has no run.json: CPU unrecorded
     assert not stale.exists()
     assert copied == ["SafetyCarGoal1-v0__robustness__0", "SafetyHopperVelocity-v1__strpo__0", "SafetyHopperVelocity-v1__strpo__1"]
     assert sorted(p.name for p in (tmp_path / "docs").rglob("*.pt")) == ["strpo.pt", "strpo.pt", "strpo_epoch1.pt"]
@@ -658,3 +662,14 @@ def test_records_of_resumed_runs_are_named_at_the_top_of_the_page(agg, tmp_path)
     assert "1 of them were resumed after an interruption" in agg.resumed_text(records)
     assert agg.resumed_text(records).endswith(": SafetyHopperVelocity-v1__strpo__1.")
     assert agg.resumed_text([r for r in records if not r.resumed]) == ""
+
+
+def test_the_page_counts_the_runs_per_cpu_by_their_widest_simd_extension(agg, tmp_path):
+    """A run repeats bit for bit only on a CPU with the same SIMD extensions, so the page says which CPUs the runs
+    ran on (run.json's cpu), unrecorded last."""
+    synthetic_seeds(tmp_path)
+    for seed, cpu in ((0, "Xeon; avx avx2 avx512f sse2"), (1, "EPYC; avx avx2 fma sse2")):
+        record = tmp_path / f"SafetyHopperVelocity-v1__strpo__{seed}" / "run.json"
+        record.write_text(json.dumps({**json.loads(record.read_text()), "cpu": cpu}))
+    records, _ = agg.load_records([tmp_path])
+    assert agg.cpus_text(records) == "EPYC with AVX2 (1 run), Xeon with AVX-512 (1 run), unrecorded (1 run)"

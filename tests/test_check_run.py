@@ -29,6 +29,18 @@ def check(*argv):
                           timeout=300)
 
 
+def change_cost(record_dir, epoch):
+    """Add 1e-9 to the recorded episode cost of one epoch (1-based) of the record's progress.csv."""
+    progress = next(record_dir.glob("*/progress.csv"))
+    with open(progress, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[epoch - 1]["ep_cost"] = str(float(rows[epoch - 1]["ep_cost"]) + 1e-9)
+    with open(progress, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def test_a_record_repeats_its_first_epochs(record):
     out = check(record, "--epochs", 2)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -38,17 +50,30 @@ def test_a_record_repeats_its_first_epochs(record):
 def test_a_record_whose_cost_was_changed_in_a_checked_epoch_differs(record, tmp_path):
     changed = tmp_path / record.name
     subprocess.run(["cp", "-r", str(record), str(changed)], check=True)
-    progress = next(changed.glob("*/progress.csv"))
-    with open(progress, newline="") as f:
-        rows = list(csv.DictReader(f))
-    rows[1]["ep_cost"] = str(float(rows[1]["ep_cost"]) + 1e-9)
-    with open(progress, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    change_cost(changed, epoch=2)
     out = check(changed, "--epochs", 2)
     assert out.returncode == 1 and "epoch 2, ep_cost: recorded" in out.stdout, out.stdout + out.stderr
     assert check(changed, "--epochs", 1).returncode == 0  # epoch 1 is untouched
+
+
+def test_a_differing_record_says_whether_it_ran_on_another_cpu(record, tmp_path):
+    """A rerun repeats exactly only on a CPU with the record's SIMD extensions (torch and MKL pick kernels by
+    them), so a record that differs names the CPU it ran on when that is not this one, or says it is unrecorded."""
+    this_cpu = load_script(ROOT / "benchmark" / "run.py").cpu_provenance()
+    for case, (cpu, expected) in enumerate(((None, "its CPU is unrecorded"), (this_cpu, None),
+                                            ("Other CPU; sse2", "it ran on another CPU (Other CPU; sse2)"))):
+        changed = tmp_path / str(case) / record.name
+        changed.parent.mkdir()
+        subprocess.run(["cp", "-r", str(record), str(changed)], check=True)
+        run_json = json.loads((changed / "run.json").read_text())
+        (changed / "run.json").write_text(json.dumps({**run_json, "cpu": cpu}))
+        change_cost(changed, epoch=1)
+        out = check(changed, "--epochs", 1)
+        assert out.returncode == 1, out.stdout + out.stderr
+        if expected:
+            assert expected in out.stdout, out.stdout
+        else:
+            assert "CPU" not in out.stdout, out.stdout
 
 
 def test_the_rerun_keeps_the_command_and_cuts_only_budget_and_output():

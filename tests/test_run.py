@@ -323,6 +323,9 @@ def test_a_tracked_run_logs_offline_to_wandb_grouped_as_the_page_and_records_its
     assert run.job_type == "ppo_lag" and list(run.tags) == ["ppo_lag", "main", "SafetyHopperVelocity-v1"]
     record = json.loads((run_dir / "run.json").read_text())
     assert len(record["git_commit"]) == 40 and isinstance(record["git_dirty"], bool)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    if " avx2" in cpuinfo:  # the kernels' width is what decides whether a rerun repeats bit for bit
+        assert record["cpu"].split("; ")[0] in cpuinfo and "avx2" in record["cpu"].split("; ")[1].split(), record["cpu"]
     assert record["command"].startswith("python baselines/ppo_lag.py ") and "--track" in record["command"]
     assert not any(os.path.isabs(token) for token in record["command"].split()), record["command"]
     assert sys.executable not in json.dumps(record)

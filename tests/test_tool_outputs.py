@@ -30,6 +30,9 @@ RUN_WITH_DEFAULTS = {
                              "--episodes", "1", "--num-envs", "1"],
     "benchmark/watch_policies.py": None,  # test_watch_policies_with_its_defaults_...
 }
+# exit codes that are a result, not a failure: check_run.py exits 1 when the record does not repeat, which it
+# does not on a CPU with other SIMD extensions than the record's (docs/reproduce.md, "Provenance")
+EXIT_CODES = {"benchmark/check_run.py": (0, 1)}
 # the tracked file a run above rewrites on purpose: the page the tool exists to regenerate (the same bytes here)
 REWRITES = {"benchmark/update_readme.py": ["README.md"]}
 # minutes of training or measuring: their default output, relative to the repository root
@@ -84,7 +87,7 @@ def test_a_tool_run_with_its_defaults_leaves_a_clean_clone_clean(clone, tool):
     before = tracked_mtimes(clone)
     result = subprocess.run([sys.executable, tool, *RUN_WITH_DEFAULTS[tool]], cwd=clone, capture_output=True, text=True,
                             timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode in EXIT_CODES.get(tool, (0,)), result.stderr[-2000:]
     assert git_status(clone) == "", f"{tool} wrote tracked files:\n{git_status(clone)}"
     written = sorted(name for name, mtime in tracked_mtimes(clone).items() if before[name] != mtime)
     assert written == REWRITES.get(tool, []), f"{tool} rewrote tracked files with the same content: {written}"
@@ -100,9 +103,9 @@ def test_a_slow_tools_default_output_is_under_runs(tool):
 def test_watch_policies_with_its_defaults_writes_under_runs_and_exits_without_egl_tracebacks(clone):
     """The README's command on a clean clone: it used to rewrite docs/strpo_vs_unsafe.png, and with two
     policies its renderers were freed after EGL had shut down (two `Exception ignored ... EGLError`)."""
+    (strpo_checkpoint,) = clone.glob("docs/runs/matrix/SafetyCarCircle1-v0__strpo__0/*/strpo.pt")  # the picture's
     result = subprocess.run([sys.executable, "benchmark/watch_policies.py", "--gif", "--steps", "10", "--frames", "2",
-                             "--checkpoints", "unsafe_policies/SafetyCarCircle1-v0.pt",
-                             "docs/runs/strpo-modes/default/SafetyCarCircle1-v0/seed0/strpo.pt"],
+                             "--checkpoints", "unsafe_policies/SafetyCarCircle1-v0.pt", str(strpo_checkpoint.relative_to(clone))],
                             cwd=clone, env={**os.environ, "MUJOCO_GL": "egl"}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Exception ignored" not in result.stderr and "EGLError" not in result.stderr, result.stderr[-2000:]
