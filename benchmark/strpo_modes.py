@@ -41,7 +41,7 @@ SETTINGS = {  # name -> (label, strpo.py flags)
     # the default before the raised-margin search (strpo.py of commit 39ac46f), kept as a measurement
     "nosearch": ("default without the raised-margin search (strpo.py of commit 39ac46f)", ""),
 }
-FINAL_EPOCHS = 3  # final reward / cost = mean of the last 3 epochs of a run, then mean +- std over seeds
+FINAL_EPOCHS = 3  # final reward / cost = mean of the last 3 epochs of a run, then mean +- std (ddof 1) over seeds
 PROVENANCE = "provenance.json"  # in ROOT: {"commits": {setting: commit}, "notes": [...]} for records without git_commit
 
 
@@ -69,7 +69,7 @@ def load(root: Path) -> dict[str, dict[str, list[dict]]]:
 
 def pm(values, digits: int = 1) -> str:
     values = np.asarray(values, float)
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}" if len(values) > 1 else f"{values.mean():.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else f"{values.mean():.{digits}f}"
 
 
 def table(env_runs: dict[str, list[dict]]) -> list[str]:
@@ -127,7 +127,7 @@ def plot(runs: dict, path: Path) -> None:
             x = group[0]["step"][:n]
             for ax, key in zip(row, ("ret", "cost", "kl_u_after")):
                 y = np.array([r[key][:n] for r in group])
-                mean, std = np.nanmean(y, 0), np.nanstd(y, 0)
+                mean, std = np.nanmean(y, 0), np.nanstd(y, 0, ddof=1 if len(group) > 1 else 0)
                 ax.plot(x, mean, label=label)
                 ax.fill_between(x, mean - std, mean + std, alpha=0.2)
         for ax, title in zip(row, ("episode reward", "episode cost", "mean KL(π_unsafe ‖ π) after the update")):
@@ -175,10 +175,10 @@ def main() -> None:
                   f"Budget: {cfg['total_timesteps']:,} steps per run, {cfg['steps_per_epoch']:,}-step epochs, "
                   f"{cfg['num_envs']} envs, seeds as listed; delta1 {cfg['delta1']}, delta2 {cfg['delta2']}, "
                   f"cost limit {cfg['cost_limit']:g}. Final = mean of the last {FINAL_EPOCHS} epochs per seed, then "
-                  "mean ± std over seeds.", ""]
+                  "mean ± std over seeds (ddof 1).", ""]
         lines += table(runs[env]) + ["", f"Code of the runs behind this table: "
                                          f"{commits_text(runs[env], provenance.get('commits', {}))}.", ""]
-    lines += ["Commands (seed K = 0, 1, 2):", "", "```bash"]
+    lines += ["Commands (seed K = 0, 1, 2; N = the budget stated under each task):", "", "```bash"]
     for setting, (_, flags) in SETTINGS.items():
         if setting == "nosearch":
             lines.append(f"git checkout 39ac46f -- strpo.py && python strpo.py --env-id ENV --seed K --total-timesteps N "

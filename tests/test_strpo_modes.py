@@ -44,7 +44,7 @@ def test_table_states_the_known_final_means_fallbacks_and_moves_toward_pi_unsafe
                     "--copy-to", str(tmp_path / "records")], check=True, capture_output=True)
     text = out.read_text()
     finals = [np.mean([100, 110, 120]), np.mean([110, 120, 130])]  # last 3 epochs per seed: 110 and 120
-    assert f"| {np.mean(finals):.1f} ± {np.std(finals):.1f} | 4.0 ± 0.0 |" in text
+    assert f"| {np.mean(finals):.1f} ± {np.std(finals, ddof=1):.1f} | 4.0 ± 0.0 |" in text  # std over seeds, ddof 1
     assert "| 0, 1 |" in text and "| 8/10 |" in text and "exclusion 2" in text
     assert "| 0/10 |" in text  # no default update lowered the KL to pi_unsafe
     assert "reverse 5" in text and "| 3/5 |" in text  # three literal updates lowered it
