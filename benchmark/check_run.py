@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import importlib.util
 import json
 import shlex
@@ -74,6 +75,7 @@ def rerun_command(record: dict, epochs: int, output_dir: Path) -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
+@functools.lru_cache(maxsize=None)
 def this_cpu() -> str | None:
     """This machine's CPU as benchmark/run.py records it in run.json (model name and SIMD extensions)."""
     spec = importlib.util.spec_from_file_location("benchmark_run", Path(__file__).with_name("run.py"))
